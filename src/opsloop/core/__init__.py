@@ -1,0 +1,1 @@
+"""Core: configuration, ids and the clock — what every part may use."""

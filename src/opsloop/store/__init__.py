@@ -1,0 +1,62 @@
+"""The store: the metadata database and the artifact store, opened together.
+
+``Store.open()`` reads the settings from the environment, applies pending
+migrations and gives the one object that every part works through::
+
+    store = Store.open()
+    with store.db.read() as conn: ...
+    store.artifacts.put_bytes("0/abc/artifacts/notes.txt", b"...")
+"""
+
+from __future__ import annotations
+
+import threading
+
+from opsloop.core.config import Settings
+from opsloop.store.artifacts import ArtifactStore, BlobStore
+from opsloop.store.db import Database
+
+
+class Store:
+    def __init__(self, settings: Settings, *, migrate: bool = True) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        if migrate:
+            self.db.upgrade()
+        self.blobs = BlobStore(settings.artifacts_url)
+        self.artifacts = ArtifactStore(self.db, self.blobs)
+
+    @classmethod
+    def open(cls, settings: Settings | None = None) -> Store:
+        return cls(settings or Settings.from_env())
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+_default: Store | None = None
+_default_key: tuple[str, str] | None = None
+_lock = threading.Lock()
+
+
+def default_store() -> Store:
+    """The process's store for the current settings (opened once, reopened if they change)."""
+    global _default, _default_key
+    settings = Settings.from_env()
+    key = (settings.database_url, settings.artifacts_url)
+    with _lock:
+        if _default is None or _default_key != key:
+            if _default is not None:
+                _default.close()
+            _default = Store(settings)
+            _default_key = key
+        return _default
+
+
+def reset_default_store() -> None:
+    global _default, _default_key
+    with _lock:
+        if _default is not None:
+            _default.close()
+        _default = None
+        _default_key = None

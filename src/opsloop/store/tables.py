@@ -1,0 +1,261 @@
+"""The metadata schema (SQLAlchemy Core). Migrations in ``migrations/`` create it.
+
+Times are integers in milliseconds since the epoch, as in MLflow's protocol. Metric
+values keep NaN through ``is_nan`` (SQLite has no NaN: it reads back NULL), and
+±inf as real infinities (both SQLite and PostgreSQL store them).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Limits, as MLflow's (mlflow/utils/validation.py), so its clients meet the same rules.
+MAX_NAME_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+MAX_EXPERIMENT_TAG_VALUE_LENGTH = 5000
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("experiment_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(MAX_NAME_LENGTH), nullable=False, unique=True),
+    Column("artifact_location", Text, nullable=False),
+    Column("lifecycle_stage", String(32), nullable=False, default="active"),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+)
+
+experiment_tags = Table(
+    "experiment_tags",
+    metadata,
+    Column("experiment_id", Integer, ForeignKey("experiments.experiment_id"), nullable=False),
+    Column("key", String(MAX_NAME_LENGTH), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("experiment_id", "key"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_uuid", String(32), primary_key=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.experiment_id"), nullable=False),
+    Column("name", String(MAX_NAME_LENGTH), nullable=False, default=""),
+    Column("status", String(16), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger, nullable=True),
+    Column("user_id", String(MAX_NAME_LENGTH), nullable=False, default=""),
+    Column("source", Text, nullable=False, default=""),
+    Column("lifecycle_stage", String(32), nullable=False, default="active"),
+    Column("artifact_uri", Text, nullable=False),
+    Column("parent_run_id", String(32), nullable=True),
+    Column("deleted_time", BigInteger, nullable=True),
+    Index("ix_runs_experiment_start", "experiment_id", "start_time"),
+    Index("ix_runs_parent", "parent_run_id"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_uuid", String(32), ForeignKey("runs.run_uuid"), nullable=False),
+    Column("key", String(MAX_NAME_LENGTH), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_uuid", "key"),
+    Index("ix_params_key_value", "key", "value"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("run_uuid", String(32), ForeignKey("runs.run_uuid"), nullable=False),
+    Column("key", String(MAX_NAME_LENGTH), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_uuid", "key"),
+    Index("ix_tags_key", "key"),
+)
+
+# Every point of every series. The key is the whole point, as MLflow's, so a retried
+# batch stores each point once (inserts use ON CONFLICT DO NOTHING).
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("run_uuid", String(32), nullable=False),
+    Column("key", String(MAX_NAME_LENGTH), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("is_nan", Boolean, nullable=False),
+    PrimaryKeyConstraint("run_uuid", "key", "step", "timestamp", "value", "is_nan"),
+    sqlite_with_rowid=False,
+)
+
+# The latest point of each series (max step, then timestamp, then value), which is
+# what run search filters and orders on.
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_uuid", String(32), nullable=False),
+    Column("key", String(MAX_NAME_LENGTH), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("is_nan", Boolean, nullable=False),
+    PrimaryKeyConstraint("run_uuid", "key"),
+    Index("ix_latest_metrics_key_value", "key", "value"),
+)
+
+# Run inputs: dataset versions (and, later, models) a run consumed.
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("dataset_uuid", String(32), primary_key=True),
+    Column("experiment_id", Integer, nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("source_type", String(64), nullable=False, default=""),
+    Column("source", Text, nullable=False, default=""),
+    Column("schema", Text, nullable=True),
+    Column("profile", Text, nullable=True),
+    Index("ix_datasets_exp_name_digest", "experiment_id", "name", "digest", unique=True),
+)
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_uuid", String(32), ForeignKey("runs.run_uuid"), nullable=False),
+    Column("dataset_uuid", String(32), ForeignKey("datasets.dataset_uuid"), nullable=False),
+    Column("tags", Text, nullable=False, default="[]"),
+    PrimaryKeyConstraint("run_uuid", "dataset_uuid"),
+)
+
+# Logged models (MLflow 3's LoggedModel): a model's artifacts, linked to the run that
+# made it; registry versions point at them.
+logged_models = Table(
+    "logged_models",
+    metadata,
+    Column("model_id", String(64), primary_key=True),
+    Column("experiment_id", Integer, nullable=False),
+    Column("name", String(MAX_NAME_LENGTH), nullable=False),
+    Column("artifact_location", Text, nullable=False),
+    Column("creation_timestamp", BigInteger, nullable=False),
+    Column("last_updated_timestamp", BigInteger, nullable=False),
+    Column("model_type", String(MAX_NAME_LENGTH), nullable=True),
+    Column("source_run_id", String(32), nullable=True),
+    Column("status", String(32), nullable=False),
+    Column("status_message", Text, nullable=True),
+    Column("lifecycle_stage", String(32), nullable=False, default="active"),
+    Column("tags", Text, nullable=False, default="{}"),
+    Column("params", Text, nullable=False, default="{}"),
+    Index("ix_logged_models_run", "source_run_id"),
+)
+
+# Run outputs: models (by logged-model id) a run produced, at a step.
+run_outputs = Table(
+    "run_outputs",
+    metadata,
+    Column("run_uuid", String(32), ForeignKey("runs.run_uuid"), nullable=False),
+    Column("model_id", String(64), ForeignKey("logged_models.model_id"), nullable=False),
+    Column("step", BigInteger, nullable=False, default=0),
+    PrimaryKeyConstraint("run_uuid", "model_id"),
+)
+
+# Artifacts: a logical path (``<experiment>/<run>/artifacts/model/MLmodel``) names a
+# content-addressed blob. A path is visible only once its blob is complete.
+artifact_files = Table(
+    "artifact_files",
+    metadata,
+    Column("path", String(1024), primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created", BigInteger, nullable=False),
+)
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", String(MAX_NAME_LENGTH), primary_key=True),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+)
+
+registered_model_tags = Table(
+    "registered_model_tags",
+    metadata,
+    Column("name", String(MAX_NAME_LENGTH), nullable=False),
+    Column("key", String(MAX_NAME_LENGTH), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("name", "key"),
+    ForeignKeyConstraint(["name"], ["registered_models.name"], onupdate="CASCADE"),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", String(MAX_NAME_LENGTH), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("user_id", String(MAX_NAME_LENGTH), nullable=False, default=""),
+    Column("current_stage", String(20), nullable=False, default="None"),
+    Column("source", Text, nullable=False),
+    Column("run_id", String(32), nullable=True),
+    Column("run_link", Text, nullable=True),
+    Column("model_id", String(64), nullable=True),
+    Column("status", String(20), nullable=False, default="READY"),
+    Column("status_message", Text, nullable=True),
+    Column("storage_location", Text, nullable=True),
+    Column("flavor", String(64), nullable=True),
+    Column("signature", Text, nullable=True),
+    Column("environment", Text, nullable=True),
+    PrimaryKeyConstraint("name", "version"),
+    ForeignKeyConstraint(["name"], ["registered_models.name"], onupdate="CASCADE"),
+    Index("ix_model_versions_run", "run_id"),
+)
+
+model_version_tags = Table(
+    "model_version_tags",
+    metadata,
+    Column("name", String(MAX_NAME_LENGTH), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("key", String(MAX_NAME_LENGTH), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("name", "version", "key"),
+    ForeignKeyConstraint(
+        ["name", "version"], ["model_versions.name", "model_versions.version"], onupdate="CASCADE"
+    ),
+)
+
+registered_model_aliases = Table(
+    "registered_model_aliases",
+    metadata,
+    Column("name", String(MAX_NAME_LENGTH), nullable=False),
+    Column("alias", String(MAX_NAME_LENGTH), nullable=False),
+    Column("version", Integer, nullable=False),
+    PrimaryKeyConstraint("name", "alias"),
+    ForeignKeyConstraint(["name"], ["registered_models.name"], onupdate="CASCADE"),
+)

@@ -1,0 +1,1 @@
+"""Tracking: experiments, runs, params, metric series, tags, run inputs and outputs."""
