@@ -751,7 +751,7 @@ class TrackingService:
             values = fn(row)
             values["last_updated_timestamp"] = now_ms()
             conn.execute(logged_models.update().where(logged_models.c.model_id == model_id).values(**values))
-        return self.get_logged_model(model_id)
+        return self.get_logged_model(model_id, allow_deleted=True)
 
     def finalize_logged_model(self, model_id: str, status: str) -> LoggedModel:
         if status not in ("READY", "FAILED", "PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED", "LOGGED_MODEL_PENDING"):

@@ -1,0 +1,1 @@
+"""The shell face: a Typer app, one module per command group."""

@@ -1,0 +1,335 @@
+"""The fluent Python API: ``with opsloop.start_run(): opsloop.log_metrics(...)``.
+
+Metrics are batched on the client: ``log_metric`` appends to a buffer (a few hundred
+nanoseconds) and a background thread writes the buffer in batches, so a training loop
+that logs every step is not slowed by the store. The buffer is flushed when the run
+ends, when ``flush()`` is called, and at interpreter exit. Params and tags are written
+at once, since a wrong one must fail where it was logged.
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from opsloop.errors import InvalidInput, InvalidState
+from opsloop.store import Store, default_store
+from opsloop.tracking import validation as v
+from opsloop.tracking.entities import Metric, Run, RunStatus
+from opsloop.tracking.service import TrackingService, artifact_path_of
+
+FLUSH_INTERVAL = 0.5
+FLUSH_SIZE = 1000
+
+
+class _MetricBuffer:
+    """Points waiting to be written, per run, drained by one background thread."""
+
+    def __init__(self) -> None:
+        self._points: list[tuple[str, str, float, int, int]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._errors: list[BaseException] = []
+        self._flush_lock = threading.Lock()
+
+    def add(self, run_id: str, key: str, value: float, ts: int, step: int) -> None:
+        self._points.append((run_id, key, value, ts, step))
+        if len(self._points) >= FLUSH_SIZE:
+            self._wake.set()
+        if self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="opsloop-metrics", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(FLUSH_INTERVAL)
+            self._wake.clear()
+            try:
+                self.flush(raise_errors=False)
+            except BaseException as exc:  # kept for the next flush() on the caller's thread
+                self._errors.append(exc)
+
+    def flush(self, *, raise_errors: bool = True) -> None:
+        with self._flush_lock:
+            # Swap the list: appends from other threads go to the new one.
+            points, self._points = self._points, []
+            if points:
+                by_run: dict[str, list[Metric]] = {}
+                for run_id, key, value, ts, step in points:
+                    by_run.setdefault(run_id, []).append(Metric(key, value, ts, step))
+                svc = _service()
+                for run_id, ms in by_run.items():
+                    for i in range(0, len(ms), 1000):
+                        try:
+                            svc.log_batch(run_id, ms[i : i + 1000])
+                        except BaseException as exc:
+                            self._errors.append(exc)
+        if raise_errors and self._errors:
+            err = self._errors[0]
+            self._errors.clear()
+            raise err
+
+
+_buffer = _MetricBuffer()
+_active: list[Run] = []
+_checked_keys: set[str] = set()
+_svc: tuple[Store, TrackingService] | None = None
+
+
+def _service() -> TrackingService:
+    global _svc
+    store = default_store()
+    if _svc is None or _svc[0] is not store:
+        _svc = (store, TrackingService(store))
+    return _svc[1]
+
+
+def flush() -> None:
+    """Write every buffered metric now; raises the first error a background write met."""
+    _buffer.flush()
+
+
+atexit.register(lambda: _buffer.flush(raise_errors=False))
+
+
+class ActiveRun:
+    """The run ``start_run`` gives; ends the run when its ``with`` block ends."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    @property
+    def info(self) -> Any:
+        return self.run.info
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        status = RunStatus.FINISHED if exc_type is None else RunStatus.FAILED
+        if exc_type is KeyboardInterrupt:
+            status = RunStatus.KILLED
+        end_run(status)
+
+
+def start_run(
+    experiment: str | None = None,
+    *,
+    run_name: str | None = None,
+    nested: bool = False,
+    tags: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    experiment_id: str | None = None,
+    description: str | None = None,
+) -> ActiveRun:
+    """Start a run (and its experiment, if new) and make it the active run.
+
+    Example::
+
+        with opsloop.start_run(experiment="churn", run_name="baseline"):
+            opsloop.log_params({"lr": 0.01})
+            for step in range(100):
+                opsloop.log_metric("loss", 1 / (step + 1), step=step)
+    """
+    if _active and not nested:
+        raise InvalidState(
+            f"run {_active[-1].info.run_id} is already active; end it first or pass nested=True"
+        )
+    svc = _service()
+    if experiment_id is None:
+        name = experiment or os.environ.get("OPSLOOP_EXPERIMENT") or "Default"
+        experiment_id = "0" if name == "Default" else svc.get_or_create_experiment(name)
+    run_tags = {k: str(val) for k, val in (tags or {}).items()}
+    if description:
+        run_tags["mlflow.note.content"] = description
+    run = svc.create_run(
+        experiment_id,
+        user_id=_user(),
+        run_name=run_name,
+        tags=run_tags,
+        parent_run_id=_active[-1].info.run_id if (nested and _active) else None,
+        source=os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python",
+    )
+    _active.append(run)
+    if params:
+        log_params(params)
+    return ActiveRun(run)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def active_run() -> Run | None:
+    """The innermost active run, or None."""
+    return _active[-1] if _active else None
+
+
+def _run_id() -> str:
+    if not _active:
+        raise InvalidState("no active run: call opsloop.start_run() first")
+    return _active[-1].info.run_id
+
+
+def end_run(status: str = RunStatus.FINISHED) -> None:
+    """End the innermost active run, after writing its buffered metrics."""
+    if not _active:
+        return
+    run = _active[-1]
+    try:
+        _buffer.flush()
+    finally:
+        _active.pop()
+        _service().update_run(run.info.run_id, status=status)
+
+
+def log_metric(key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
+    """Log one point of a metric series to the active run (buffered)."""
+    run_id = _active[-1].info.run_id if _active else _run_id()
+    if key not in _checked_keys:
+        v.key("metric", key)
+        _checked_keys.add(key)
+    if type(value) is not float:
+        value = v.metric_value(key, value)
+    _buffer.add(
+        run_id,
+        key,
+        value,
+        timestamp if timestamp is not None else time.time_ns() // 1_000_000,
+        step if step is not None else 0,
+    )
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None) -> None:
+    """Log several metrics at one step (buffered)."""
+    ts = timestamp if timestamp is not None else time.time_ns() // 1_000_000
+    for k, val in metrics.items():
+        log_metric(k, val, step, ts)
+
+
+def log_param(key: str, value: Any) -> None:
+    _service().log_batch(_run_id(), params_=[(key, value)])
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """Log params to the active run; a param logged again with another value is refused."""
+    items = list(params.items())
+    svc = _service()
+    run_id = _run_id()
+    for i in range(0, len(items), 100):
+        svc.log_batch(run_id, params_=items[i : i + 100])
+
+
+def set_tag(key: str, value: Any) -> None:
+    _service().log_batch(_run_id(), tags_=[(key, value)])
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    items = list(tags.items())
+    svc = _service()
+    run_id = _run_id()
+    for i in range(0, len(items), 100):
+        svc.log_batch(run_id, tags_=items[i : i + 100])
+
+
+def _artifact_root(run: Run) -> str:
+    root = artifact_path_of(run.info.artifact_uri)
+    if root is None:
+        raise InvalidInput(
+            f"run {run.info.run_id} keeps its artifacts at {run.info.artifact_uri}, outside opsloop's store"
+        )
+    return root
+
+
+def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> str:
+    """Store a local file under the active run's artifacts; returns its artifact path."""
+    from opsloop.store.artifacts import clean_path, join
+
+    p = Path(local_path)
+    if not p.is_file():
+        raise InvalidInput(f"{local_path} is not a file (use log_artifacts for a folder)")
+    run = _active[-1] if _active else None
+    if run is None:
+        _run_id()
+        raise AssertionError
+    rel = join(clean_path(artifact_path or "", allow_empty=True), p.name)
+    _service().store.artifacts.put_file(join(_artifact_root(run), rel), p)
+    return rel
+
+
+def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> list[str]:
+    """Store every file of a local folder under the active run's artifacts."""
+    from opsloop.store.artifacts import clean_path, join
+
+    run = _active[-1] if _active else None
+    if run is None:
+        _run_id()
+        raise AssertionError
+    root = _artifact_root(run)
+    prefix = join(root, clean_path(artifact_path or "", allow_empty=True))
+    infos = _service().store.artifacts.put_dir(prefix, local_dir)
+    return [fi.path[len(root) + 1 :] for fi in infos]
+
+
+def log_text(text: str, artifact_file: str) -> str:
+    from opsloop.store.artifacts import clean_path, join
+
+    run = _active[-1] if _active else None
+    if run is None:
+        _run_id()
+        raise AssertionError
+    rel = clean_path(artifact_file)
+    _service().store.artifacts.put_bytes(join(_artifact_root(run), rel), text.encode())
+    return rel
+
+
+def get_run(run_id: str) -> Run:
+    """A run with its params, latest metrics and tags (buffered metrics are written first)."""
+    _buffer.flush()
+    return _service().get_run(run_id)
+
+
+def search_runs(
+    experiment_names: list[str] | None = None,
+    filter_string: str | None = None,
+    order_by: list[str] | None = None,
+    max_results: int = 1000,
+    experiment_ids: list[str] | None = None,
+) -> list[Run]:
+    """Runs matching an MLflow-style filter, e.g. ``"metrics.acc > 0.9 and params.lr = '0.01'"``."""
+    _buffer.flush()
+    svc = _service()
+    ids = list(experiment_ids or [])
+    for name in experiment_names or []:
+        ids.append(svc.get_experiment_by_name(name).experiment_id)
+    if not ids:
+        ids = ["0"]
+    out: list[Run] = []
+    token: str | None = None
+    while len(out) < max_results:
+        page = svc.search_runs(ids, filter_string, None, min(1000, max_results - len(out)), order_by, token)
+        out.extend(page.items)
+        token = page.next_page_token
+        if not token:
+            break
+    return out
