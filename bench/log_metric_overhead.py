@@ -16,7 +16,9 @@ import textwrap
 
 
 def _measure(code: str, env: dict[str, str]) -> float:
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -50,13 +52,17 @@ def main() -> None:
     """)
     o = _measure(opsloop_code, env)
     m_sync = _measure(mlflow_code.format(db=f"{tmp}/m1.db", n=args.mlflow_calls, sync=True), env)
-    m_async = _measure(mlflow_code.format(db=f"{tmp}/m2.db", n=args.mlflow_calls * 10, sync=False), env)
+    m_async = _measure(
+        mlflow_code.format(db=f"{tmp}/m2.db", n=args.mlflow_calls * 10, sync=False), env
+    )
     print(f"{'client':<38} {'µs per log_metric':>18}")
     print(f"{'opsloop (batched in background)':<38} {o:>18.2f}")
     print(f"{'mlflow, synchronous':<38} {m_sync:>18.2f}")
     print(f"{'mlflow, synchronous=False':<38} {m_async:>18.2f}")
-    print(f"ratio: opsloop is {m_sync / o:.0f}x cheaper than mlflow sync, {m_async / o:.1f}x than mlflow async; "
-          f"goal <= 5 µs: {'met' if o <= 5 else 'NOT met'} ({o:.2f} µs)")
+    print(
+        f"ratio: opsloop is {m_sync / o:.0f}x cheaper than mlflow sync, {m_async / o:.1f}x than mlflow async; "
+        f"goal <= 5 µs: {'met' if o <= 5 else 'NOT met'} ({o:.2f} µs)"
+    )
 
 
 if __name__ == "__main__":

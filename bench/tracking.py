@@ -66,12 +66,22 @@ def start_mlflow(workdir: Path) -> tuple[str, subprocess.Popen[bytes], Path]:
     log = open(workdir / "mlflow-server.log", "wb")
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{db}",
-            "--artifacts-destination", str(workdir / "mlartifacts"),
-            "--host", "127.0.0.1", "--port", str(port),
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{db}",
+            "--artifacts-destination",
+            str(workdir / "mlartifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
         ],
-        stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=workdir,
     )
     url = f"http://127.0.0.1:{port}"
     wait_http(url, proc)
@@ -86,9 +96,22 @@ def start_opsloop(workdir: Path, workers: int) -> tuple[str, subprocess.Popen[by
     env.pop("OPSLOOP_ARTIFACTS", None)
     log = open(workdir / "opsloop-server.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "opsloop.cli.main", "server", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers)],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir,
+        [
+            sys.executable,
+            "-m",
+            "opsloop.cli.main",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=workdir,
     )
     url = f"http://127.0.0.1:{port}"
     wait_http(url, proc)
@@ -106,7 +129,9 @@ def ingest(url: str, runs: int, n_params: int, n_metrics: int, steps: int) -> di
     exp = client.create_experiment(f"ingest-{uuid.uuid4().hex[:6]}")
     ts = int(time.time() * 1000)
     points = [
-        Metric(f"m{k}", math.sin(s / 10.0) + k, ts + s, s) for s in range(steps) for k in range(n_metrics)
+        Metric(f"m{k}", math.sin(s / 10.0) + k, ts + s, s)
+        for s in range(steps)
+        for k in range(n_metrics)
     ]
     run_ids = []
     t0 = time.perf_counter()
@@ -120,7 +145,13 @@ def ingest(url: str, runs: int, n_params: int, n_metrics: int, steps: int) -> di
         client.set_terminated(rid)
     elapsed = time.perf_counter() - t0
     total = runs * len(points)
-    return {"experiment_id": exp, "run_ids": run_ids, "points": total, "seconds": elapsed, "points_per_s": total / elapsed}
+    return {
+        "experiment_id": exp,
+        "run_ids": run_ids,
+        "points": total,
+        "seconds": elapsed,
+        "points_per_s": total / elapsed,
+    }
 
 
 def replay_ingest(url: str, exp: str, batches: int) -> dict[str, Any]:
@@ -136,7 +167,11 @@ def replay_ingest(url: str, exp: str, batches: int) -> dict[str, Any]:
     ts = int(time.time() * 1000)
     bodies = []
     for b in range(batches):
-        ms = [Metric(f"m{k}", float(b * 100 + s), ts, b * 100 + s) for s in range(100) for k in range(10)]
+        ms = [
+            Metric(f"m{k}", float(b * 100 + s), ts, b * 100 + s)
+            for s in range(100)
+            for k in range(10)
+        ]
         bodies.append(message_to_json(LogBatch(run_id=rid, metrics=[m.to_proto() for m in ms])))
     sess = requests.Session()
     endpoint = f"{url}/api/2.0/mlflow/runs/log-batch"
@@ -162,11 +197,21 @@ def seed_runs_sqlite(db: Path, experiment_id: str, n: int, flavor: str) -> None:
         rid = uuid.uuid4().hex
         start = now - (n - i) * 1000
         run = {
-            "run_uuid": rid, "name": f"seed-{i}", "status": "FINISHED", "start_time": start,
-            "end_time": start + 500, "user_id": "bench", "lifecycle_stage": "active",
+            "run_uuid": rid,
+            "name": f"seed-{i}",
+            "status": "FINISHED",
+            "start_time": start,
+            "end_time": start + 500,
+            "user_id": "bench",
+            "lifecycle_stage": "active",
             "artifact_uri": f"mlflow-artifacts:/{experiment_id}/{rid}/artifacts",
-            "experiment_id": int(experiment_id), "source_type": "LOCAL", "source_name": "",
-            "entry_point_name": "", "source_version": "", "source": "", "parent_run_id": None,
+            "experiment_id": int(experiment_id),
+            "source_type": "LOCAL",
+            "source_name": "",
+            "entry_point_name": "",
+            "source_version": "",
+            "source": "",
+            "parent_run_id": None,
         }
         run_rows.append(tuple(run.get(c) for c in cols))
         p0 = "a" if i % 3 else "b"  # two thirds match
@@ -183,7 +228,8 @@ def seed_runs_sqlite(db: Path, experiment_id: str, n: int, flavor: str) -> None:
     con.executemany("INSERT INTO params (run_uuid, key, value) VALUES (?,?,?)", param_rows)
     con.executemany("INSERT INTO tags (run_uuid, key, value) VALUES (?,?,?)", tag_rows)
     con.executemany(
-        "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES (?,?,?,?,?,?)", metric_rows
+        "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES (?,?,?,?,?,?)",
+        metric_rows,
     )
     con.executemany(
         "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES (?,?,?,?,?,?)",
@@ -211,13 +257,20 @@ def search(url: str, exp: str, repeats: int) -> dict[str, Any]:
         token = None
         total = 0
         while True:
-            page = client.search_runs([exp], FILTER, order_by=ORDER, max_results=1000, page_token=token)
+            page = client.search_runs(
+                [exp], FILTER, order_by=ORDER, max_results=1000, page_token=token
+            )
             total += len(page)
             token = page.token
             if not token:
                 break
         scans.append(time.perf_counter() - t0)
-    return {"first100_s": statistics.median(first), "scan_s": statistics.median(scans), "matches": total, "top": rows0[:5]}
+    return {
+        "first100_s": statistics.median(first),
+        "scan_s": statistics.median(scans),
+        "matches": total,
+        "top": rows0[:5],
+    }
 
 
 def history(url: str, run_ids: list[str]) -> dict[str, Any]:
@@ -250,7 +303,9 @@ def run_all(name: str, url: str, db: Path, args: argparse.Namespace) -> dict[str
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--search-runs", type=int, default=10_000)
@@ -261,7 +316,13 @@ def main() -> None:
     ap.add_argument("--json", help="write the figures to this file")
     args = ap.parse_args()
     if args.quick:
-        args.runs, args.steps, args.search_runs, args.replay_batches, args.repeats = 2, 100, 1000, 5, 2
+        args.runs, args.steps, args.search_runs, args.replay_batches, args.repeats = (
+            2,
+            100,
+            1000,
+            5,
+            2,
+        )
 
     work = Path(tempfile.mkdtemp(prefix="opsloop-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
@@ -286,13 +347,36 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     m, o = results["mlflow"], results["opsloop"]
-    assert m["search"]["matches"] == o["search"]["matches"], (m["search"]["matches"], o["search"]["matches"])
+    assert m["search"]["matches"] == o["search"]["matches"], (
+        m["search"]["matches"],
+        o["search"]["matches"],
+    )
     rows = [
-        ("ingest, stock client (points/s)", m["ingest"]["points_per_s"], o["ingest"]["points_per_s"], True),
-        ("ingest, replayed bodies (points/s)", m["replay"]["points_per_s"], o["replay"]["points_per_s"], True),
+        (
+            "ingest, stock client (points/s)",
+            m["ingest"]["points_per_s"],
+            o["ingest"]["points_per_s"],
+            True,
+        ),
+        (
+            "ingest, replayed bodies (points/s)",
+            m["replay"]["points_per_s"],
+            o["replay"]["points_per_s"],
+            True,
+        ),
         ("search, first 100 rows (s)", m["search"]["first100_s"], o["search"]["first100_s"], False),
-        (f"search, full scan of {o['search']['matches']} (s)", m["search"]["scan_s"], o["search"]["scan_s"], False),
-        (f"metric history, {o['history']['points']} points (ms)", m["history"]["ms_per_call"], o["history"]["ms_per_call"], False),
+        (
+            f"search, full scan of {o['search']['matches']} (s)",
+            m["search"]["scan_s"],
+            o["search"]["scan_s"],
+            False,
+        ),
+        (
+            f"metric history, {o['history']['points']} points (ms)",
+            m["history"]["ms_per_call"],
+            o["history"]["ms_per_call"],
+            False,
+        ),
     ]
     print()
     print(f"{'workload':<42} {'mlflow':>12} {'opsloop':>12} {'ratio':>8}")

@@ -76,7 +76,9 @@ def store(db_url: str, tmp_path: Path) -> Iterator[object]:
     from opsloop.core.config import Settings
     from opsloop.store import Store
 
-    s = Store(Settings(home=tmp_path, database_url=db_url, artifacts_url=str(tmp_path / "artifacts")))
+    s = Store(
+        Settings(home=tmp_path, database_url=db_url, artifacts_url=str(tmp_path / "artifacts"))
+    )
     yield s
     s.close()
 
@@ -105,7 +107,7 @@ def s3_server() -> Iterator[dict[str, str]]:
     exe = shutil.which("moto_server")
     cmd = [exe] if exe else [sys.executable, "-m", "moto.server"]
     try:
-        import boto3  # noqa: F401
+        import boto3
         import s3fs  # noqa: F401
     except ImportError:
         missing_service("the s3 extra (s3fs, boto3)")

@@ -38,7 +38,10 @@ def test_put_get_list_walk_download(store: Store, tmp_path: Path) -> None:
     assert len(blobs) == 1
     listing = {f.path: f.is_dir for f in arts.list("1/run/artifacts")}
     assert listing == {"1/run/artifacts/a.txt": False, "1/run/artifacts/sub": True}
-    assert [f.path for f in arts.walk("1/run/artifacts")] == ["1/run/artifacts/a.txt", "1/run/artifacts/sub/b.txt"]
+    assert [f.path for f in arts.walk("1/run/artifacts")] == [
+        "1/run/artifacts/a.txt",
+        "1/run/artifacts/sub/b.txt",
+    ]
     out = arts.download("1/run/artifacts", tmp_path / "dl")
     assert (out / "sub" / "b.txt").read_bytes() == b"hello"
     with pytest.raises(NotFound):

@@ -39,11 +39,18 @@ def test_write_transaction_is_all_or_nothing(store) -> None:  # type: ignore[no-
         with store.db.write() as conn:
             conn.execute(
                 experiments.insert().values(
-                    name="half", artifact_location="x", lifecycle_stage="active", creation_time=1, last_update_time=1
+                    name="half",
+                    artifact_location="x",
+                    lifecycle_stage="active",
+                    creation_time=1,
+                    last_update_time=1,
                 )
             )
             raise RuntimeError("boom")
     except RuntimeError:
         pass
     with store.db.read() as conn:
-        assert conn.execute(sa.select(experiments.c.name).where(experiments.c.name == "half")).first() is None
+        assert (
+            conn.execute(sa.select(experiments.c.name).where(experiments.c.name == "half")).first()
+            is None
+        )

@@ -67,19 +67,25 @@ def run_demo() -> dict[str, Any]:
     t0 = time.perf_counter()
     data = load_breast_cancer(as_frame=True)
     x, y = data.data, data.target
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=42, stratify=y)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=0.25, random_state=42, stratify=y
+    )
 
     results: list[dict[str, Any]] = []
     with opsloop.start_run(experiment=EXPERIMENT, run_name="model-selection") as parent:
         opsloop.log_params({"dataset": "sklearn.breast_cancer", "test_size": 0.25, "rows": len(x)})
         for label, params, model in _candidates():
-            with opsloop.start_run(run_name=f"{label}-{params.get('C', params.get('n_estimators'))}", nested=True) as run:
+            with opsloop.start_run(
+                run_name=f"{label}-{params.get('C', params.get('n_estimators'))}", nested=True
+            ) as run:
                 opsloop.log_params(params)
                 model.fit(x_train, y_train)
                 # A learning curve, so the store holds a real metric series.
                 if hasattr(model, "staged_predict_proba"):
                     for step, proba in enumerate(model.staged_predict_proba(x_test)):
-                        opsloop.log_metric("test_log_loss", float(log_loss(y_test, proba)), step=step)
+                        opsloop.log_metric(
+                            "test_log_loss", float(log_loss(y_test, proba)), step=step
+                        )
                 proba = model.predict_proba(x_test)[:, 1]
                 pred = (proba >= 0.5).astype(int)
                 metrics = {
@@ -94,7 +100,15 @@ def run_demo() -> dict[str, Any]:
                     report = Path(tmp) / "report.json"
                     report.write_text(json.dumps({"params": params, "metrics": metrics}, indent=2))
                     opsloop.log_artifact(report)
-                results.append({"run_id": run.run_id, "label": label, "params": params, "model": model, **metrics})
+                results.append(
+                    {
+                        "run_id": run.run_id,
+                        "label": label,
+                        "params": params,
+                        "model": model,
+                        **metrics,
+                    }
+                )
 
         # Pick the best by ROC AUC, then accuracy: the search language does the ranking.
         best_run = opsloop.search_runs(
@@ -144,5 +158,7 @@ def run_demo() -> dict[str, Any]:
     )
     console.print(f"metadata store:  {settings.redacted_database_url()}")
     console.print(f"artifact store:  {settings.artifacts_url}")
-    console.print(f"done in {elapsed:.1f} s — look around with `opsloop runs ls -e {EXPERIMENT}` or `opsloop server`")
+    console.print(
+        f"done in {elapsed:.1f} s — look around with `opsloop runs ls -e {EXPERIMENT}` or `opsloop server`"
+    )
     return {"version": mv.version, "best_run": best["run_id"], "agree": agree, "runs": len(results)}

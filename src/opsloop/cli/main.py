@@ -28,7 +28,9 @@ err = Console(stderr=True)
 
 @app.command()
 def demo(
-    home: Annotated[str | None, typer.Option(help="Store folder (default: $OPSLOOP_HOME or ./.opsloop).")] = None,
+    home: Annotated[
+        str | None, typer.Option(help="Store folder (default: $OPSLOOP_HOME or ./.opsloop).")
+    ] = None,
 ) -> None:
     """Run the main job: train, track and register models on the embedded store."""
     import os

@@ -8,12 +8,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from opsloop.registry.service import RegistryService
+
 app = typer.Typer(help="Registered models, versions and aliases.", no_args_is_help=True)
 console = Console()
 
 
-def _registry():  # type: ignore[no-untyped-def]
-    from opsloop.registry.service import RegistryService
+def _registry() -> RegistryService:
     from opsloop.store import default_store
 
     return RegistryService(default_store())
@@ -41,7 +42,9 @@ def show(name: Annotated[str, typer.Argument(help="Registered model name.")]) ->
     for col in ("version", "aliases", "flavor", "run", "source"):
         table.add_column(col)
     for mv in page.items:
-        table.add_row(mv.version, ", ".join(mv.aliases), mv.flavor or "", mv.run_id or "", mv.source)
+        table.add_row(
+            mv.version, ", ".join(mv.aliases), mv.flavor or "", mv.run_id or "", mv.source
+        )
     console.print(table)
 
 

@@ -14,9 +14,15 @@ console = Console()
 
 @app.command("ls")
 def ls(
-    experiment: Annotated[str, typer.Option("--experiment", "-e", help="Experiment name.")] = "Default",
-    filter_string: Annotated[str | None, typer.Option("--filter", help="MLflow-style filter.")] = None,
-    order_by: Annotated[list[str] | None, typer.Option("--order-by", help="e.g. 'metrics.acc DESC'.")] = None,
+    experiment: Annotated[
+        str, typer.Option("--experiment", "-e", help="Experiment name.")
+    ] = "Default",
+    filter_string: Annotated[
+        str | None, typer.Option("--filter", help="MLflow-style filter.")
+    ] = None,
+    order_by: Annotated[
+        list[str] | None, typer.Option("--order-by", help="e.g. 'metrics.acc DESC'.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
 ) -> None:
     """List the runs of an experiment."""

@@ -21,6 +21,7 @@ from opsloop.core.ids import now_ms
 from opsloop.errors import Conflict, InvalidInput, NotFound, OpsloopError
 from opsloop.registry.entities import ModelVersion, RegisteredModel
 from opsloop.store import Store
+from opsloop.store.sql import upsert
 from opsloop.store.tables import (
     logged_models,
     model_version_tags,
@@ -42,7 +43,9 @@ def model_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput(f"registered model name must be a non-empty string, got {name!r}")
     if len(name) > 250:
-        raise InvalidInput(f"registered model name is {len(name)} characters long; the limit is 250")
+        raise InvalidInput(
+            f"registered model name is {len(name)} characters long; the limit is 250"
+        )
     bad = [c for c in ("/", ":", "%", "\x00", "\n", "\r") if c in name]
     if bad:
         raise InvalidInput(f"registered model name {name!r} may not contain {bad[0]!r}")
@@ -71,18 +74,6 @@ def version_number(version: Any) -> int:
     return n
 
 
-def _upsert(conn: Connection, table: sa.Table, values: dict[str, Any], keys: list[str], update: list[str]) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt = pg_insert(table).values(**values)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table).values(**values)
-    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_={k: stmt.excluded[k] for k in update}))
-
-
 class RegistryService:
     """Registered models and their versions on one store."""
 
@@ -93,7 +84,9 @@ class RegistryService:
     # -- registered models --------------------------------------------------------
 
     def _model_row(self, conn: Connection, name: str) -> Any:
-        row = conn.execute(sa.select(registered_models).where(registered_models.c.name == name)).first()
+        row = conn.execute(
+            sa.select(registered_models).where(registered_models.c.name == name)
+        ).first()
         if row is None:
             raise NotFound(f"registered model {name!r} does not exist")
         return row
@@ -106,11 +99,16 @@ class RegistryService:
         now = now_ms()
         try:
             with self.db.write() as conn:
-                if conn.execute(sa.select(registered_models.c.name).where(registered_models.c.name == name)).first():
+                if conn.execute(
+                    sa.select(registered_models.c.name).where(registered_models.c.name == name)
+                ).first():
                     raise Conflict(f"registered model {name!r} already exists")
                 conn.execute(
                     registered_models.insert().values(
-                        name=name, creation_time=now, last_updated_time=now, description=description or ""
+                        name=name,
+                        creation_time=now,
+                        last_updated_time=now,
+                        description=description or "",
                     )
                 )
                 for k, val in clean.items():
@@ -130,20 +128,35 @@ class RegistryService:
             return []
         tag_map: dict[str, dict[str, str]] = {n: {} for n in names}
         alias_map: dict[str, dict[str, str]] = {n: {} for n in names}
-        for t in conn.execute(sa.select(registered_model_tags).where(registered_model_tags.c.name.in_(names))):
+        for t in conn.execute(
+            sa.select(registered_model_tags).where(registered_model_tags.c.name.in_(names))
+        ):
             tag_map[t.name][t.key] = t.value
-        for a in conn.execute(sa.select(registered_model_aliases).where(registered_model_aliases.c.name.in_(names))):
+        for a in conn.execute(
+            sa.select(registered_model_aliases).where(registered_model_aliases.c.name.in_(names))
+        ):
             alias_map[a.name][a.alias] = str(a.version)
         latest_q = (
-            sa.select(model_versions.c.name, model_versions.c.current_stage, sa.func.max(model_versions.c.version))
+            sa.select(
+                model_versions.c.name,
+                model_versions.c.current_stage,
+                sa.func.max(model_versions.c.version),
+            )
             .where(model_versions.c.name.in_(names))
             .group_by(model_versions.c.name, model_versions.c.current_stage)
         )
         latest_keys = [(r[0], r[2]) for r in conn.execute(latest_q)]
         latest: dict[str, list[ModelVersion]] = {n: [] for n in names}
         if latest_keys:
-            cond = sa.or_(*[(model_versions.c.name == n) & (model_versions.c.version == ver) for n, ver in latest_keys])
-            for mv in self._load_versions(conn, conn.execute(sa.select(model_versions).where(cond)).all()):
+            cond = sa.or_(
+                *[
+                    (model_versions.c.name == n) & (model_versions.c.version == ver)
+                    for n, ver in latest_keys
+                ]
+            )
+            for mv in self._load_versions(
+                conn, conn.execute(sa.select(model_versions).where(cond)).all()
+            ):
                 latest[mv.name].append(mv)
         return [
             RegisteredModel(
@@ -163,9 +176,14 @@ class RegistryService:
         try:
             with self.db.write() as conn:
                 self._model_row(conn, name)
-                if new_name != name and conn.execute(
-                    sa.select(registered_models.c.name).where(registered_models.c.name == new_name)
-                ).first():
+                if (
+                    new_name != name
+                    and conn.execute(
+                        sa.select(registered_models.c.name).where(
+                            registered_models.c.name == new_name
+                        )
+                    ).first()
+                ):
                     raise Conflict(f"registered model {new_name!r} already exists")
                 # Foreign keys cascade the new name to versions, tags and aliases.
                 conn.execute(
@@ -191,7 +209,9 @@ class RegistryService:
         with self.db.write() as conn:
             self._model_row(conn, name)
             conn.execute(model_version_tags.delete().where(model_version_tags.c.name == name))
-            conn.execute(registered_model_aliases.delete().where(registered_model_aliases.c.name == name))
+            conn.execute(
+                registered_model_aliases.delete().where(registered_model_aliases.c.name == name)
+            )
             conn.execute(model_versions.delete().where(model_versions.c.name == name))
             conn.execute(registered_model_tags.delete().where(registered_model_tags.c.name == name))
             conn.execute(registered_models.delete().where(registered_models.c.name == name))
@@ -222,7 +242,13 @@ class RegistryService:
         value = v.tag_value(key, value)
         with self.db.write() as conn:
             self._model_row(conn, name)
-            _upsert(conn, registered_model_tags, {"name": name, "key": key, "value": value}, ["name", "key"], ["value"])
+            upsert(
+                conn,
+                registered_model_tags,
+                {"name": name, "key": key, "value": value},
+                ["name", "key"],
+                ["value"],
+            )
 
     def delete_registered_model_tag(self, name: str, key: str) -> None:
         with self.db.write() as conn:
@@ -240,7 +266,9 @@ class RegistryService:
     def _version_row(self, conn: Connection, name: str, version: str | int) -> Any:
         n = version_number(version)
         row = conn.execute(
-            sa.select(model_versions).where((model_versions.c.name == name) & (model_versions.c.version == n))
+            sa.select(model_versions).where(
+                (model_versions.c.name == name) & (model_versions.c.version == n)
+            )
         ).first()
         if row is None:
             self._model_row(conn, name)
@@ -254,11 +282,15 @@ class RegistryService:
         names = sorted({k[0] for k in keys})
         tag_map: dict[tuple[str, int], dict[str, str]] = {k: {} for k in keys}
         alias_map: dict[tuple[str, int], list[str]] = {k: [] for k in keys}
-        for t in conn.execute(sa.select(model_version_tags).where(model_version_tags.c.name.in_(names))):
+        for t in conn.execute(
+            sa.select(model_version_tags).where(model_version_tags.c.name.in_(names))
+        ):
             k = (t.name, int(t.version))
             if k in tag_map:
                 tag_map[k][t.key] = t.value
-        for a in conn.execute(sa.select(registered_model_aliases).where(registered_model_aliases.c.name.in_(names))):
+        for a in conn.execute(
+            sa.select(registered_model_aliases).where(registered_model_aliases.c.name.in_(names))
+        ):
             k = (a.name, int(a.version))
             if k in alias_map:
                 alias_map[k].append(a.alias)
@@ -318,9 +350,9 @@ class RegistryService:
         if model_id:
             with self.db.read() as conn:
                 lm = conn.execute(
-                    sa.select(logged_models.c.artifact_location, logged_models.c.source_run_id).where(
-                        logged_models.c.model_id == model_id
-                    )
+                    sa.select(
+                        logged_models.c.artifact_location, logged_models.c.source_run_id
+                    ).where(logged_models.c.model_id == model_id)
                 ).first()
             if lm is None:
                 raise NotFound(f"logged model {model_id!r} does not exist")
@@ -335,29 +367,58 @@ class RegistryService:
             now = now_ms()
             try:
                 with self.db.write() as conn:
-                    self._model_row(conn, name)
+                    # Lock the model's row: versions of one model are numbered one at a time.
+                    locked = conn.execute(
+                        sa.select(registered_models.c.name)
+                        .where(registered_models.c.name == name)
+                        .with_for_update()
+                    ).first()
+                    if locked is None:
+                        raise NotFound(f"registered model {name!r} does not exist")
                     top = conn.execute(
-                        sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.name == name)
+                        sa.select(sa.func.max(model_versions.c.version)).where(
+                            model_versions.c.name == name
+                        )
                     ).scalar()
                     version = int(top or 0) + 1
                     conn.execute(
                         model_versions.insert().values(
-                            name=name, version=version, creation_time=now, last_updated_time=now,
-                            description=description or "", user_id=user_id, current_stage="None",
-                            source=source, run_id=run_id, run_link=run_link, model_id=model_id,
-                            status="READY", status_message=None, storage_location=storage_location,
-                            flavor=flavor, signature=signature, environment=environment,
+                            name=name,
+                            version=version,
+                            creation_time=now,
+                            last_updated_time=now,
+                            description=description or "",
+                            user_id=user_id,
+                            current_stage="None",
+                            source=source,
+                            run_id=run_id,
+                            run_link=run_link,
+                            model_id=model_id,
+                            status="READY",
+                            status_message=None,
+                            storage_location=storage_location,
+                            flavor=flavor,
+                            signature=signature,
+                            environment=environment,
                         )
                     )
                     for k, val in clean.items():
-                        conn.execute(model_version_tags.insert().values(name=name, version=version, key=k, value=val))
+                        conn.execute(
+                            model_version_tags.insert().values(
+                                name=name, version=version, key=k, value=val
+                            )
+                        )
                     conn.execute(
-                        registered_models.update().where(registered_models.c.name == name).values(last_updated_time=now)
+                        registered_models.update()
+                        .where(registered_models.c.name == name)
+                        .values(last_updated_time=now)
                     )
                 return self.get_model_version(name, version)
             except SAIntegrityError:
                 if attempt == 4:
-                    raise Conflict(f"could not allocate a new version of {name!r}; try again") from None
+                    raise Conflict(
+                        f"could not allocate a new version of {name!r}; try again"
+                    ) from None
         raise AssertionError("unreachable")
 
     def _describe(self, location: str) -> dict[str, str]:
@@ -384,7 +445,11 @@ class RegistryService:
             env["python_version"] = pyfunc["python_version"]
         try:
             reqs = self.store.artifacts.get_bytes(f"{path}/requirements.txt").decode()
-            env["requirements"] = [line.strip() for line in reqs.splitlines() if line.strip() and not line.startswith("#")]
+            env["requirements"] = [
+                line.strip()
+                for line in reqs.splitlines()
+                if line.strip() and not line.startswith("#")
+            ]
         except OpsloopError:
             pass
         if env:
@@ -395,7 +460,9 @@ class RegistryService:
         with self.db.read() as conn:
             return self._load_versions(conn, [self._version_row(conn, name, version)])[0]
 
-    def update_model_version(self, name: str, version: str | int, description: str | None) -> ModelVersion:
+    def update_model_version(
+        self, name: str, version: str | int, description: str | None
+    ) -> ModelVersion:
         with self.db.write() as conn:
             row = self._version_row(conn, name, version)
             conn.execute(
@@ -410,14 +477,21 @@ class RegistryService:
             row = self._version_row(conn, name, version)
             n = row.version
             conn.execute(
-                model_version_tags.delete().where((model_version_tags.c.name == name) & (model_version_tags.c.version == n))
+                model_version_tags.delete().where(
+                    (model_version_tags.c.name == name) & (model_version_tags.c.version == n)
+                )
             )
             conn.execute(
                 registered_model_aliases.delete().where(
-                    (registered_model_aliases.c.name == name) & (registered_model_aliases.c.version == n)
+                    (registered_model_aliases.c.name == name)
+                    & (registered_model_aliases.c.version == n)
                 )
             )
-            conn.execute(model_versions.delete().where((model_versions.c.name == name) & (model_versions.c.version == n)))
+            conn.execute(
+                model_versions.delete().where(
+                    (model_versions.c.name == name) & (model_versions.c.version == n)
+                )
+            )
 
     def search_model_versions(
         self,
@@ -483,10 +557,12 @@ class RegistryService:
         value = v.tag_value(key, value)
         with self.db.write() as conn:
             row = self._version_row(conn, name, version)
-            _upsert(
-                conn, model_version_tags,
+            upsert(
+                conn,
+                model_version_tags,
                 {"name": name, "version": row.version, "key": key, "value": value},
-                ["name", "version", "key"], ["value"],
+                ["name", "version", "key"],
+                ["value"],
             )
 
     def delete_model_version_tag(self, name: str, version: str | int, key: str) -> None:
@@ -509,13 +585,17 @@ class RegistryService:
         alias = alias_name(alias)
         with self.db.write() as conn:
             row = self._version_row(conn, name, version)
-            _upsert(
-                conn, registered_model_aliases,
+            upsert(
+                conn,
+                registered_model_aliases,
                 {"name": name, "alias": alias, "version": row.version},
-                ["name", "alias"], ["version"],
+                ["name", "alias"],
+                ["version"],
             )
             conn.execute(
-                registered_models.update().where(registered_models.c.name == name).values(last_updated_time=now_ms())
+                registered_models.update()
+                .where(registered_models.c.name == name)
+                .values(last_updated_time=now_ms())
             )
 
     def delete_registered_model_alias(self, name: str, alias: str) -> None:
@@ -523,7 +603,8 @@ class RegistryService:
             self._model_row(conn, name)
             res = conn.execute(
                 registered_model_aliases.delete().where(
-                    (registered_model_aliases.c.name == name) & (registered_model_aliases.c.alias == alias)
+                    (registered_model_aliases.c.name == name)
+                    & (registered_model_aliases.c.alias == alias)
                 )
             )
             if not res.rowcount:
@@ -534,7 +615,8 @@ class RegistryService:
             self._model_row(conn, name)
             ver = conn.execute(
                 sa.select(registered_model_aliases.c.version).where(
-                    (registered_model_aliases.c.name == name) & (registered_model_aliases.c.alias == alias)
+                    (registered_model_aliases.c.name == name)
+                    & (registered_model_aliases.c.alias == alias)
                 )
             ).scalar()
             if ver is None:
@@ -550,7 +632,9 @@ class RegistryService:
         """The version a ``models:/`` URI names: ``models:/name/3``, ``models:/name@alias``,
         ``models:/name/latest`` or ``models:/name/Production`` (latest in that stage)."""
         if not uri.startswith("models:/"):
-            raise InvalidInput(f"{uri!r} is not a models:/ URI (models:/NAME@ALIAS or models:/NAME/VERSION)")
+            raise InvalidInput(
+                f"{uri!r} is not a models:/ URI (models:/NAME@ALIAS or models:/NAME/VERSION)"
+            )
         rest = uri[len("models:/") :].strip("/")
         if "@" in rest:
             name, _, alias = rest.partition("@")

@@ -10,6 +10,7 @@ never sees half a blob. Reads verify the checksum. The logical tree that users s
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 import posixpath
@@ -19,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import fsspec
 import sqlalchemy as sa
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from opsloop.core.ids import now_ms
 from opsloop.errors import IntegrityError, InvalidInput, NotFound, PathOutsideRoot
 from opsloop.store.db import Database
+from opsloop.store.sql import upsert
 from opsloop.store.tables import artifact_files
 
 CHUNK = 1 << 20
@@ -40,7 +42,9 @@ def clean_path(path: str, *, allow_empty: bool = False) -> str:
         raise PathOutsideRoot(f"artifact path {path!r} contains a NUL byte")
     p = path.replace("\\", "/")
     if p.startswith("/") or (len(p) > 1 and p[1] == ":"):
-        raise PathOutsideRoot(f"artifact path {path!r} is absolute; give a path relative to the root")
+        raise PathOutsideRoot(
+            f"artifact path {path!r} is absolute; give a path relative to the root"
+        )
     parts = [s for s in p.split("/") if s not in ("", ".")]
     if any(s == ".." for s in parts):
         raise PathOutsideRoot(f"artifact path {path!r} contains '..' and would leave its root")
@@ -150,7 +154,9 @@ class BlobStore:
                 shutil.copyfile(local_path, spool)
                 # The file may have changed between hashing and copying: hash the copy.
                 if _sha_file(spool) != sha:
-                    raise IntegrityError(f"{local_path} changed while it was being stored; try again")
+                    raise IntegrityError(
+                        f"{local_path} changed while it was being stored; try again"
+                    )
                 self._publish_file(spool, sha)
             finally:
                 if os.path.exists(spool):
@@ -183,7 +189,9 @@ class BlobStore:
         except FileNotFoundError as exc:
             raise IntegrityError(f"artifact blob {sha} is missing from the artifact store") from exc
         if hashlib.sha256(data).hexdigest() != sha:
-            raise IntegrityError(f"artifact blob {sha} failed its checksum: the stored copy is corrupt")
+            raise IntegrityError(
+                f"artifact blob {sha} failed its checksum: the stored copy is corrupt"
+            )
         return data
 
     def iter_verified(self, sha: str) -> Iterator[bytes]:
@@ -205,7 +213,9 @@ class BlobStore:
             while chunk := fh.read(CHUNK):
                 h.update(chunk)
         if h.hexdigest() != sha:
-            raise IntegrityError(f"artifact blob {sha} failed its checksum: the stored copy is corrupt")
+            raise IntegrityError(
+                f"artifact blob {sha} failed its checksum: the stored copy is corrupt"
+            )
         with self.fs.open(path, "rb") as fh:
             while chunk := fh.read(CHUNK):
                 yield chunk
@@ -231,8 +241,7 @@ class ArtifactStore:
 
     def _index(self, path: str, sha: str, size: int) -> None:
         with self.db.write() as conn:
-            stmt = _upsert(conn, path, sha, size)
-            conn.execute(stmt)
+            _index_row(conn, path, sha, size)
 
     def put_bytes(self, path: str, data: bytes) -> FileInfo:
         path = clean_path(path)
@@ -260,7 +269,7 @@ class ArtifactStore:
         self._index(path, sha, size)
         return FileInfo(path, False, size, sha)
 
-    def put_dir(self, prefix: str, local_dir: str | os.PathLike[str]) -> list[FileInfo]:
+    def put_dir(self, prefix: str, local_dir: str | os.PathLike[str]) -> builtins.list[FileInfo]:
         """Store every file under ``local_dir`` below ``prefix``.
 
         Symbolic links are refused when they point outside ``local_dir``, and followed
@@ -270,7 +279,7 @@ class ArtifactStore:
         if not base.is_dir():
             raise InvalidInput(f"{local_dir} is not a directory")
         real_base = base.resolve()
-        out: list[FileInfo] = []
+        out: builtins.list[FileInfo] = []
         for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
             for d in list(dirnames):
                 full = Path(dirpath, d)
@@ -286,7 +295,7 @@ class ArtifactStore:
         if out:
             with self.db.write() as conn:
                 for fi in out:
-                    conn.execute(_upsert(conn, clean_path(fi.path), fi.sha256 or "", fi.size or 0))
+                    _index_row(conn, clean_path(fi.path), fi.sha256 or "", fi.size or 0)
         return out
 
     def stat(self, path: str) -> FileInfo:
@@ -307,7 +316,7 @@ class ArtifactStore:
     def iter_bytes(self, path: str) -> Iterator[bytes]:
         return self.blobs.iter_verified(self.stat(path).sha256 or "")
 
-    def list(self, prefix: str) -> list[FileInfo]:
+    def list(self, prefix: str) -> builtins.list[FileInfo]:
         """Immediate children of a folder, as MLflow's ``list_artifacts`` gives them."""
         prefix = clean_path(prefix, allow_empty=True)
         like = _like_prefix(prefix)
@@ -328,7 +337,7 @@ class ArtifactStore:
                 seen[child] = FileInfo(child, False, int(r.size), r.sha256)
         return list(seen.values())
 
-    def walk(self, prefix: str) -> list[FileInfo]:
+    def walk(self, prefix: str) -> builtins.list[FileInfo]:
         """Every file below a folder (or the one file at ``prefix``)."""
         prefix = clean_path(prefix, allow_empty=True)
         with self.db.read() as conn:
@@ -393,21 +402,11 @@ def _like_prefix(prefix: str) -> str:
     return f"{esc}/%"
 
 
-def _upsert(conn: Any, path: str, sha: str, size: int) -> Any:
-    values = {"path": path, "sha256": sha, "size": size, "created": now_ms()}
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt = pg_insert(artifact_files).values(**values)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(artifact_files).values(**values)
-    return stmt.on_conflict_do_update(
-        index_elements=["path"],
-        set_={"sha256": stmt.excluded.sha256, "size": stmt.excluded.size, "created": stmt.excluded.created},
+def _index_row(conn: Any, path: str, sha: str, size: int) -> None:
+    upsert(
+        conn,
+        artifact_files,
+        {"path": path, "sha256": sha, "size": size, "created": now_ms()},
+        ["path"],
+        ["sha256", "size", "created"],
     )
-
-
-def copy_file_obj(src: IO[bytes], dst: IO[bytes]) -> None:
-    shutil.copyfileobj(src, dst, CHUNK)

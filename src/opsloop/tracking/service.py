@@ -21,6 +21,7 @@ from opsloop.core import paging
 from opsloop.core.ids import new_run_id, now_ms
 from opsloop.errors import Conflict, InvalidInput, InvalidState, NotFound
 from opsloop.store import Store
+from opsloop.store.sql import upsert
 from opsloop.store.tables import (
     datasets,
     experiment_tags,
@@ -55,8 +56,63 @@ TAG_PARENT = "mlflow.parentRunId"
 TAG_USER = "mlflow.user"
 TAG_SOURCE = "mlflow.source.name"
 
-_ADJECTIVES = "able bold brave calm clever eager fair gentle grand happy keen kind lively lucky merry nimble proud quick quiet sharp shy smart swift warm wise".split()
-_NOUNS = "ant bat bear bee cat crab crow deer dog duck eel elk fox frog goat hare hawk lark lion mole moth owl ram seal swan toad wolf wren".split()
+_ADJECTIVES = [
+    "able",
+    "bold",
+    "brave",
+    "calm",
+    "clever",
+    "eager",
+    "fair",
+    "gentle",
+    "grand",
+    "happy",
+    "keen",
+    "kind",
+    "lively",
+    "lucky",
+    "merry",
+    "nimble",
+    "proud",
+    "quick",
+    "quiet",
+    "sharp",
+    "shy",
+    "smart",
+    "swift",
+    "warm",
+    "wise",
+]
+_NOUNS = [
+    "ant",
+    "bat",
+    "bear",
+    "bee",
+    "cat",
+    "crab",
+    "crow",
+    "deer",
+    "dog",
+    "duck",
+    "eel",
+    "elk",
+    "fox",
+    "frog",
+    "goat",
+    "hare",
+    "hawk",
+    "lark",
+    "lion",
+    "mole",
+    "moth",
+    "owl",
+    "ram",
+    "seal",
+    "swan",
+    "toad",
+    "wolf",
+    "wren",
+]
 
 
 def random_run_name() -> str:
@@ -111,25 +167,6 @@ def _metric_from_row(key: str, value: float | None, ts: int, step: int, is_nan: 
     return Metric(key, math.nan if is_nan or value is None else float(value), int(ts), int(step))
 
 
-def _upsert(conn: Connection, table: sa.Table, values: dict[str, Any], keys: list[str], update: list[str]) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt = pg_insert(table).values(**values)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table).values(**values)
-    if update:
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=keys, set_={k: stmt.excluded[k] for k in update}
-            )
-        )
-    else:
-        conn.execute(stmt.on_conflict_do_nothing(index_elements=keys))
-
-
 class TrackingService:
     """Experiments and runs on one store."""
 
@@ -144,7 +181,9 @@ class TrackingService:
         self, name: str, artifact_location: str | None = None, tags: dict[str, str] | None = None
     ) -> str:
         name = v.experiment_name(name)
-        clean_tags = {v.key("tag", k): v.tag_value(k, val, experiment=True) for k, val in (tags or {}).items()}
+        clean_tags = {
+            v.key("tag", k): v.tag_value(k, val, experiment=True) for k, val in (tags or {}).items()
+        }
         now = now_ms()
         try:
             with self.db.write() as conn:
@@ -169,7 +208,9 @@ class TrackingService:
                         .values(artifact_location=f"{ARTIFACT_SCHEME}{exp_id}")
                     )
                 for k, val in clean_tags.items():
-                    conn.execute(experiment_tags.insert().values(experiment_id=exp_id, key=k, value=val))
+                    conn.execute(
+                        experiment_tags.insert().values(experiment_id=exp_id, key=k, value=val)
+                    )
         except SAIntegrityError:
             raise Conflict(f"experiment {name!r} already exists") from None
         return str(exp_id)
@@ -196,7 +237,9 @@ class TrackingService:
     def get_experiment(self, experiment_id: str | int) -> Experiment:
         eid = v.experiment_id(experiment_id)
         with self.db.read() as conn:
-            return self._experiment(conn, experiments.c.experiment_id == eid, f"with id {experiment_id}")
+            return self._experiment(
+                conn, experiments.c.experiment_id == eid, f"with id {experiment_id}"
+            )
 
     def get_experiment_by_name(self, name: str) -> Experiment:
         with self.db.read() as conn:
@@ -261,9 +304,13 @@ class TrackingService:
         new_name = v.experiment_name(new_name)
         try:
             with self.db.write() as conn:
-                exp = self._experiment(conn, experiments.c.experiment_id == eid, f"with id {experiment_id}")
+                exp = self._experiment(
+                    conn, experiments.c.experiment_id == eid, f"with id {experiment_id}"
+                )
                 if exp.lifecycle_stage != "active":
-                    raise InvalidState(f"experiment {experiment_id} is deleted; restore it before renaming")
+                    raise InvalidState(
+                        f"experiment {experiment_id} is deleted; restore it before renaming"
+                    )
                 clash = conn.execute(
                     sa.select(experiments.c.experiment_id).where(experiments.c.name == new_name)
                 ).first()
@@ -306,10 +353,18 @@ class TrackingService:
         key = v.key("tag", key)
         value = v.tag_value(key, value, experiment=True)
         with self.db.write() as conn:
-            exp = self._experiment(conn, experiments.c.experiment_id == eid, f"with id {experiment_id}")
+            exp = self._experiment(
+                conn, experiments.c.experiment_id == eid, f"with id {experiment_id}"
+            )
             if exp.lifecycle_stage != "active":
                 raise InvalidState(f"experiment {experiment_id} is deleted; restore it first")
-            _upsert(conn, experiment_tags, {"experiment_id": eid, "key": key, "value": value}, ["experiment_id", "key"], ["value"])
+            upsert(
+                conn,
+                experiment_tags,
+                {"experiment_id": eid, "key": key, "value": value},
+                ["experiment_id", "key"],
+                ["value"],
+            )
 
     def delete_experiment_tag(self, experiment_id: str | int, key: str) -> None:
         eid = v.experiment_id(experiment_id)
@@ -357,10 +412,19 @@ class TrackingService:
         run_id = new_run_id()
         start = start_time if start_time is not None else now_ms()
         with self.db.write() as conn:
-            exp = self._experiment(conn, experiments.c.experiment_id == eid, f"with id {experiment_id}")
+            exp = self._experiment(
+                conn, experiments.c.experiment_id == eid, f"with id {experiment_id}"
+            )
             if exp.lifecycle_stage != "active":
-                raise InvalidState(f"experiment {experiment_id} is deleted; runs cannot be created in it")
-            if parent and not conn.execute(sa.select(runs.c.run_uuid).where(runs.c.run_uuid == parent)).first():
+                raise InvalidState(
+                    f"experiment {experiment_id} is deleted; runs cannot be created in it"
+                )
+            if (
+                parent
+                and not conn.execute(
+                    sa.select(runs.c.run_uuid).where(runs.c.run_uuid == parent)
+                ).first()
+            ):
                 raise NotFound(f"parent run {parent} does not exist")
             artifact_uri = f"{exp.artifact_location.rstrip('/')}/{run_id}/artifacts"
             conn.execute(
@@ -379,8 +443,22 @@ class TrackingService:
                 )
             )
             if tags:
-                conn.exec_driver_sql(self._sql.upsert_tags, [(run_id, k, val) for k, val in tags.items()])
-        info = RunInfo(run_id, str(eid), name, RunStatus.RUNNING, start, None, user, src, "active", artifact_uri, parent)
+                conn.exec_driver_sql(
+                    self._sql.upsert_tags, [(run_id, k, val) for k, val in tags.items()]
+                )
+        info = RunInfo(
+            run_id,
+            str(eid),
+            name,
+            RunStatus.RUNNING,
+            start,
+            None,
+            user,
+            src,
+            "active",
+            artifact_uri,
+            parent,
+        )
         return Run(info, {}, [], tags)
 
     def _run_row(self, conn: Connection, run_id: str) -> Any:
@@ -418,11 +496,19 @@ class TrackingService:
         o_map: dict[str, list[ModelOutput]] = {i: [] for i in ids}
         for chunk_start in range(0, len(ids), 900):
             chunk = ids[chunk_start : chunk_start + 900]
-            for r in conn.execute(sa.select(params.c.run_uuid, params.c.key, params.c.value).where(params.c.run_uuid.in_(chunk))):
-                p_map[r[0]][r[1]] = r[2]
-            for r in conn.execute(sa.select(tags.c.run_uuid, tags.c.key, tags.c.value).where(tags.c.run_uuid.in_(chunk))):
-                t_map[r[0]][r[1]] = r[2]
-            for r in conn.execute(
+            for r1 in conn.execute(
+                sa.select(params.c.run_uuid, params.c.key, params.c.value).where(
+                    params.c.run_uuid.in_(chunk)
+                )
+            ):
+                p_map[r1[0]][r1[1]] = r1[2]
+            for r2 in conn.execute(
+                sa.select(tags.c.run_uuid, tags.c.key, tags.c.value).where(
+                    tags.c.run_uuid.in_(chunk)
+                )
+            ):
+                t_map[r2[0]][r2[1]] = r2[2]
+            for r3 in conn.execute(
                 sa.select(
                     latest_metrics.c.run_uuid,
                     latest_metrics.c.key,
@@ -432,17 +518,25 @@ class TrackingService:
                     latest_metrics.c.is_nan,
                 ).where(latest_metrics.c.run_uuid.in_(chunk))
             ):
-                m_map[r[0]].append(_metric_from_row(r[1], r[2], r[3], r[4], r[5]))
-            for r in conn.execute(
+                m_map[r3[0]].append(_metric_from_row(r3[1], r3[2], r3[3], r3[4], r3[5]))
+            for r4 in conn.execute(
                 sa.select(run_inputs.c.run_uuid, run_inputs.c.tags, datasets)
                 .join(datasets, datasets.c.dataset_uuid == run_inputs.c.dataset_uuid)
                 .where(run_inputs.c.run_uuid.in_(chunk))
             ):
-                i_map[r.run_uuid].append(
-                    DatasetInput(r.name, r.digest, r.source_type, r.source, r.schema, r.profile, json.loads(r.tags))
+                i_map[r4.run_uuid].append(
+                    DatasetInput(
+                        r4.name,
+                        r4.digest,
+                        r4.source_type,
+                        r4.source,
+                        r4.schema,
+                        r4.profile,
+                        json.loads(r4.tags),
+                    )
                 )
-            for r in conn.execute(sa.select(run_outputs).where(run_outputs.c.run_uuid.in_(chunk))):
-                o_map[r.run_uuid].append(ModelOutput(r.model_id, int(r.step)))
+            for r5 in conn.execute(sa.select(run_outputs).where(run_outputs.c.run_uuid.in_(chunk))):
+                o_map[r5.run_uuid].append(ModelOutput(r5.model_id, int(r5.step)))
         out = []
         for r in rows:
             info = RunInfo(
@@ -458,7 +552,16 @@ class TrackingService:
                 r.artifact_uri,
                 r.parent_run_id,
             )
-            out.append(Run(info, p_map[r.run_uuid], m_map[r.run_uuid], t_map[r.run_uuid], i_map[r.run_uuid], o_map[r.run_uuid]))
+            out.append(
+                Run(
+                    info,
+                    p_map[r.run_uuid],
+                    m_map[r.run_uuid],
+                    t_map[r.run_uuid],
+                    i_map[r.run_uuid],
+                    o_map[r.run_uuid],
+                )
+            )
         return out
 
     def update_run(
@@ -485,7 +588,13 @@ class TrackingService:
                 values["end_time"] = v.integer("end_time", end_time, 0)
             if run_name:
                 values["name"] = run_name
-                _upsert(conn, tags, {"run_uuid": run_id, "key": TAG_RUN_NAME, "value": run_name}, ["run_uuid", "key"], ["value"])
+                upsert(
+                    conn,
+                    tags,
+                    {"run_uuid": run_id, "key": TAG_RUN_NAME, "value": run_name},
+                    ["run_uuid", "key"],
+                    ["value"],
+                )
             if values:
                 conn.execute(runs.update().where(runs.c.run_uuid == run_id).values(**values))
             row = self._run_row(conn, run_id)
@@ -494,22 +603,38 @@ class TrackingService:
     @staticmethod
     def _load_info(r: Any) -> RunInfo:
         return RunInfo(
-            r.run_uuid, str(r.experiment_id), r.name, r.status, int(r.start_time),
-            None if r.end_time is None else int(r.end_time), r.user_id, r.source,
-            r.lifecycle_stage, r.artifact_uri, r.parent_run_id,
+            r.run_uuid,
+            str(r.experiment_id),
+            r.name,
+            r.status,
+            int(r.start_time),
+            None if r.end_time is None else int(r.end_time),
+            r.user_id,
+            r.source,
+            r.lifecycle_stage,
+            r.artifact_uri,
+            r.parent_run_id,
         )
 
     def delete_run(self, run_id: str) -> None:
         v.run_id(run_id)
         with self.db.write() as conn:
             self._run_row(conn, run_id)
-            conn.execute(runs.update().where(runs.c.run_uuid == run_id).values(lifecycle_stage="deleted", deleted_time=now_ms()))
+            conn.execute(
+                runs.update()
+                .where(runs.c.run_uuid == run_id)
+                .values(lifecycle_stage="deleted", deleted_time=now_ms())
+            )
 
     def restore_run(self, run_id: str) -> None:
         v.run_id(run_id)
         with self.db.write() as conn:
             self._run_row(conn, run_id)
-            conn.execute(runs.update().where(runs.c.run_uuid == run_id).values(lifecycle_stage="active", deleted_time=None))
+            conn.execute(
+                runs.update()
+                .where(runs.c.run_uuid == run_id)
+                .values(lifecycle_stage="active", deleted_time=None)
+            )
 
     # -- logging ----------------------------------------------------------------
 
@@ -533,11 +658,17 @@ class TrackingService:
         tag_items = list(tags_.items()) if isinstance(tags_, dict) else list(tags_)
         if limits:
             if len(metric_list) > v.MAX_BATCH_METRICS:
-                raise InvalidInput(f"a batch may hold at most {v.MAX_BATCH_METRICS} metrics, got {len(metric_list)}")
+                raise InvalidInput(
+                    f"a batch may hold at most {v.MAX_BATCH_METRICS} metrics, got {len(metric_list)}"
+                )
             if len(param_items) > v.MAX_BATCH_PARAMS:
-                raise InvalidInput(f"a batch may hold at most {v.MAX_BATCH_PARAMS} params, got {len(param_items)}")
+                raise InvalidInput(
+                    f"a batch may hold at most {v.MAX_BATCH_PARAMS} params, got {len(param_items)}"
+                )
             if len(tag_items) > v.MAX_BATCH_TAGS:
-                raise InvalidInput(f"a batch may hold at most {v.MAX_BATCH_TAGS} tags, got {len(tag_items)}")
+                raise InvalidInput(
+                    f"a batch may hold at most {v.MAX_BATCH_TAGS} tags, got {len(tag_items)}"
+                )
         seen_keys: dict[str, None] = {}
         metric_rows = []
         for m in metric_list:
@@ -571,23 +702,37 @@ class TrackingService:
                         (params.c.run_uuid == run_id) & params.c.key.in_(list(param_map))
                     )
                 ).all()
-                changed = [(r.key, r.value, param_map[r.key]) for r in existing if r.value != param_map[r.key]]
+                changed = [
+                    (r.key, r.value, param_map[r.key])
+                    for r in existing
+                    if r.value != param_map[r.key]
+                ]
                 if changed:
                     k, old, new = changed[0]
                     raise InvalidInput(
                         f"changing param values is not allowed: param {k!r} of run {run_id} was "
                         f"already logged as {old!r}; the new value is {new!r}"
                     )
-                conn.exec_driver_sql(self._sql.insert_params, [(run_id, k, val) for k, val in param_map.items()])
+                conn.exec_driver_sql(
+                    self._sql.insert_params, [(run_id, k, val) for k, val in param_map.items()]
+                )
             if tag_map:
-                conn.exec_driver_sql(self._sql.upsert_tags, [(run_id, k, val) for k, val in tag_map.items()])
+                conn.exec_driver_sql(
+                    self._sql.upsert_tags, [(run_id, k, val) for k, val in tag_map.items()]
+                )
                 if TAG_RUN_NAME in tag_map:
-                    conn.execute(runs.update().where(runs.c.run_uuid == run_id).values(name=tag_map[TAG_RUN_NAME]))
+                    conn.execute(
+                        runs.update()
+                        .where(runs.c.run_uuid == run_id)
+                        .values(name=tag_map[TAG_RUN_NAME])
+                    )
             if metric_rows:
                 conn.exec_driver_sql(self._sql.insert_metrics, metric_rows)
                 conn.exec_driver_sql(self._sql.upsert_latest, [latest[k] for k in sorted(latest)])
 
-    def log_metric(self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int = 0) -> None:
+    def log_metric(
+        self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int = 0
+    ) -> None:
         val = v.metric_value(key, value)
         ts = v.integer("timestamp", timestamp, now_ms())
         st = v.integer("step", step, 0)
@@ -603,7 +748,9 @@ class TrackingService:
         v.run_id(run_id)
         with self.db.write() as conn:
             self._active_run(conn, run_id)
-            res = conn.execute(tags.delete().where((tags.c.run_uuid == run_id) & (tags.c.key == key)))
+            res = conn.execute(
+                tags.delete().where((tags.c.run_uuid == run_id) & (tags.c.key == key))
+            )
             if not res.rowcount:
                 raise NotFound(f"no tag {key!r} on run {run_id}")
 
@@ -616,7 +763,13 @@ class TrackingService:
         with self.db.read() as conn:
             self._run_row(conn, run_id)
             q = (
-                sa.select(metrics.c.key, metrics.c.value, metrics.c.timestamp, metrics.c.step, metrics.c.is_nan)
+                sa.select(
+                    metrics.c.key,
+                    metrics.c.value,
+                    metrics.c.timestamp,
+                    metrics.c.step,
+                    metrics.c.is_nan,
+                )
                 .where((metrics.c.run_uuid == run_id) & (metrics.c.key == key))
                 .order_by(metrics.c.step, metrics.c.timestamp, metrics.c.value)
             )
@@ -638,11 +791,15 @@ class TrackingService:
                 raise InvalidInput(f"dataset name or digest too long: {d.name[:40]!r}")
         with self.db.write() as conn:
             self._active_run(conn, run_id)
-            eid = conn.execute(sa.select(runs.c.experiment_id).where(runs.c.run_uuid == run_id)).scalar_one()
+            eid = conn.execute(
+                sa.select(runs.c.experiment_id).where(runs.c.run_uuid == run_id)
+            ).scalar_one()
             for d in inputs:
                 found = conn.execute(
                     sa.select(datasets.c.dataset_uuid).where(
-                        (datasets.c.experiment_id == eid) & (datasets.c.name == d.name) & (datasets.c.digest == d.digest)
+                        (datasets.c.experiment_id == eid)
+                        & (datasets.c.name == d.name)
+                        & (datasets.c.digest == d.digest)
                     )
                 ).first()
                 if found:
@@ -651,15 +808,22 @@ class TrackingService:
                     ds_id = uuid.uuid4().hex
                     conn.execute(
                         datasets.insert().values(
-                            dataset_uuid=ds_id, experiment_id=eid, name=d.name, digest=d.digest,
-                            source_type=d.source_type or "", source=d.source or "",
-                            schema=d.schema, profile=d.profile,
+                            dataset_uuid=ds_id,
+                            experiment_id=eid,
+                            name=d.name,
+                            digest=d.digest,
+                            source_type=d.source_type or "",
+                            source=d.source or "",
+                            schema=d.schema,
+                            profile=d.profile,
                         )
                     )
-                _upsert(
-                    conn, run_inputs,
+                upsert(
+                    conn,
+                    run_inputs,
                     {"run_uuid": run_id, "dataset_uuid": ds_id, "tags": json.dumps(d.tags)},
-                    ["run_uuid", "dataset_uuid"], ["tags"],
+                    ["run_uuid", "dataset_uuid"],
+                    ["tags"],
                 )
 
     def log_outputs(self, run_id: str, outputs: Sequence[ModelOutput]) -> None:
@@ -667,9 +831,19 @@ class TrackingService:
         with self.db.write() as conn:
             self._active_run(conn, run_id)
             for o in outputs:
-                if not conn.execute(sa.select(logged_models.c.model_id).where(logged_models.c.model_id == o.model_id)).first():
+                if not conn.execute(
+                    sa.select(logged_models.c.model_id).where(
+                        logged_models.c.model_id == o.model_id
+                    )
+                ).first():
                     raise NotFound(f"logged model {o.model_id!r} does not exist")
-                _upsert(conn, run_outputs, {"run_uuid": run_id, "model_id": o.model_id, "step": o.step}, ["run_uuid", "model_id"], ["step"])
+                upsert(
+                    conn,
+                    run_outputs,
+                    {"run_uuid": run_id, "model_id": o.model_id, "step": o.step},
+                    ["run_uuid", "model_id"],
+                    ["step"],
+                )
 
     # -- search -----------------------------------------------------------------
 
@@ -692,7 +866,9 @@ class TrackingService:
         order = search.run_order(order_by)
         if not eids:
             return Page([], None)
-        q = sa.select(runs).where(runs.c.experiment_id.in_(eids) & runs.c.lifecycle_stage.in_(ViewType.stages(view)))
+        q = sa.select(runs).where(
+            runs.c.experiment_id.in_(eids) & runs.c.lifecycle_stage.in_(ViewType.stages(view))
+        )
         if clause is not None:
             q = q.where(clause)
         q = q.order_by(*order).offset(offset).limit(limit + 1)
@@ -722,46 +898,72 @@ class TrackingService:
         tags = {v.key("tag", k): v.tag_value(k, val) for k, val in (tags or {}).items()}
         params = {v.key("param", k): v.param_value(k, val) for k, val in (params or {}).items()}
         with self.db.write() as conn:
-            exp = self._experiment(conn, experiments.c.experiment_id == eid, f"with id {experiment_id}")
+            exp = self._experiment(
+                conn, experiments.c.experiment_id == eid, f"with id {experiment_id}"
+            )
             if source_run_id:
                 self._run_row(conn, source_run_id)
             location = f"{exp.artifact_location.rstrip('/')}/models/{model_id}/artifacts"
             conn.execute(
                 logged_models.insert().values(
-                    model_id=model_id, experiment_id=eid, name=name, artifact_location=location,
-                    creation_timestamp=now, last_updated_timestamp=now, model_type=model_type,
-                    source_run_id=source_run_id, status="PENDING", status_message=None,
-                    lifecycle_stage="active", tags=json.dumps(tags), params=json.dumps(params),
+                    model_id=model_id,
+                    experiment_id=eid,
+                    name=name,
+                    artifact_location=location,
+                    creation_timestamp=now,
+                    last_updated_timestamp=now,
+                    model_type=model_type,
+                    source_run_id=source_run_id,
+                    status="PENDING",
+                    status_message=None,
+                    lifecycle_stage="active",
+                    tags=json.dumps(tags),
+                    params=json.dumps(params),
                 )
             )
         return self.get_logged_model(model_id)
 
     def get_logged_model(self, model_id: str, allow_deleted: bool = False) -> LoggedModel:
         with self.db.read() as conn:
-            row = conn.execute(sa.select(logged_models).where(logged_models.c.model_id == model_id)).first()
+            row = conn.execute(
+                sa.select(logged_models).where(logged_models.c.model_id == model_id)
+            ).first()
         if row is None or (row.lifecycle_stage != "active" and not allow_deleted):
             raise NotFound(f"logged model {model_id!r} does not exist")
         return _logged_model(row)
 
     def _update_logged_model(self, model_id: str, fn: Any) -> LoggedModel:
         with self.db.write() as conn:
-            row = conn.execute(sa.select(logged_models).where(logged_models.c.model_id == model_id)).first()
+            row = conn.execute(
+                sa.select(logged_models).where(logged_models.c.model_id == model_id)
+            ).first()
             if row is None or row.lifecycle_stage != "active":
                 raise NotFound(f"logged model {model_id!r} does not exist")
             values = fn(row)
             values["last_updated_timestamp"] = now_ms()
-            conn.execute(logged_models.update().where(logged_models.c.model_id == model_id).values(**values))
+            conn.execute(
+                logged_models.update().where(logged_models.c.model_id == model_id).values(**values)
+            )
         return self.get_logged_model(model_id, allow_deleted=True)
 
     def finalize_logged_model(self, model_id: str, status: str) -> LoggedModel:
-        if status not in ("READY", "FAILED", "PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED", "LOGGED_MODEL_PENDING"):
+        if status not in (
+            "READY",
+            "FAILED",
+            "PENDING",
+            "LOGGED_MODEL_READY",
+            "LOGGED_MODEL_UPLOAD_FAILED",
+            "LOGGED_MODEL_PENDING",
+        ):
             raise InvalidInput(f"logged model status {status!r} is not READY, FAILED or PENDING")
         status = status.replace("LOGGED_MODEL_", "").replace("UPLOAD_FAILED", "FAILED")
         return self._update_logged_model(model_id, lambda _r: {"status": status})
 
     def set_logged_model_tags(self, model_id: str, new_tags: dict[str, str]) -> LoggedModel:
         clean = {v.key("tag", k): v.tag_value(k, val) for k, val in new_tags.items()}
-        return self._update_logged_model(model_id, lambda r: {"tags": json.dumps({**json.loads(r.tags), **clean})})
+        return self._update_logged_model(
+            model_id, lambda r: {"tags": json.dumps({**json.loads(r.tags), **clean})}
+        )
 
     def delete_logged_model_tag(self, model_id: str, key: str) -> LoggedModel:
         def drop(r: Any) -> dict[str, Any]:
@@ -775,7 +977,9 @@ class TrackingService:
 
     def log_logged_model_params(self, model_id: str, new_params: dict[str, str]) -> LoggedModel:
         clean = {v.key("param", k): v.param_value(k, val) for k, val in new_params.items()}
-        return self._update_logged_model(model_id, lambda r: {"params": json.dumps({**json.loads(r.params), **clean})})
+        return self._update_logged_model(
+            model_id, lambda r: {"params": json.dumps({**json.loads(r.params), **clean})}
+        )
 
     def delete_logged_model(self, model_id: str) -> None:
         self._update_logged_model(model_id, lambda _r: {"lifecycle_stage": "deleted"})
@@ -795,7 +999,11 @@ class TrackingService:
         )
         if source_run_id:
             q = q.where(logged_models.c.source_run_id == source_run_id)
-        q = q.order_by(logged_models.c.creation_timestamp.desc(), logged_models.c.model_id).offset(offset).limit(limit + 1)
+        q = (
+            q.order_by(logged_models.c.creation_timestamp.desc(), logged_models.c.model_id)
+            .offset(offset)
+            .limit(limit + 1)
+        )
         with self.db.read() as conn:
             rows = conn.execute(q).all()
         token = paging.encode(offset + limit) if len(rows) > limit else None
@@ -804,8 +1012,17 @@ class TrackingService:
 
 def _logged_model(row: Any) -> LoggedModel:
     return LoggedModel(
-        row.model_id, str(row.experiment_id), row.name, row.artifact_location,
-        int(row.creation_timestamp), int(row.last_updated_timestamp), row.model_type,
-        row.source_run_id, row.status, row.status_message, row.lifecycle_stage,
-        json.loads(row.tags), json.loads(row.params),
+        row.model_id,
+        str(row.experiment_id),
+        row.name,
+        row.artifact_location,
+        int(row.creation_timestamp),
+        int(row.last_updated_timestamp),
+        row.model_type,
+        row.source_run_id,
+        row.status,
+        row.status_message,
+        row.lifecycle_stage,
+        json.loads(row.tags),
+        json.loads(row.params),
     )
