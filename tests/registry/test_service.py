@@ -109,7 +109,9 @@ def test_concurrent_version_creation_numbers_each_once(reg: RegistryService) -> 
 
     def make() -> None:
         for _ in range(5):
-            out.append(reg.create_model_version("m", "mlflow-artifacts:/0/r/artifacts/model").version)
+            out.append(
+                reg.create_model_version("m", "mlflow-artifacts:/0/r/artifacts/model").version
+            )
 
     threads = [threading.Thread(target=make) for _ in range(4)]
     for t in threads:

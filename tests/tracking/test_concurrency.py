@@ -27,7 +27,10 @@ def _worker(args: tuple[str, str, str, int]) -> int:
     step = 0
     while sent < POINTS:
         n = 1 if sent % 2000 < 50 else min(250, POINTS - sent)
-        svc.log_batch(run_id, [Metric(f"w{worker}", float(step + i), 1000 + step + i, step + i) for i in range(n)])
+        svc.log_batch(
+            run_id,
+            [Metric(f"w{worker}", float(step + i), 1000 + step + i, step + i) for i in range(n)],
+        )
         sent += n
         step += n
     store.close()
@@ -39,13 +42,20 @@ def test_eight_processes_one_run(store: Store, db_url: str, tmp_path) -> None:  
     run_id = svc.create_run("0").info.run_id
     ctx = mp.get_context("spawn")
     with ctx.Pool(PROCS) as pool:
-        sent = pool.map(_worker, [(db_url, str(tmp_path / "artifacts"), run_id, w) for w in range(PROCS)])
+        sent = pool.map(
+            _worker, [(db_url, str(tmp_path / "artifacts"), run_id, w) for w in range(PROCS)]
+        )
     assert sent == [POINTS] * PROCS
     with store.db.read() as conn:
-        total = conn.execute(sa.select(sa.func.count()).select_from(metrics).where(metrics.c.run_uuid == run_id)).scalar()
+        total = conn.execute(
+            sa.select(sa.func.count()).select_from(metrics).where(metrics.c.run_uuid == run_id)
+        ).scalar()
         distinct = conn.execute(
             sa.select(sa.func.count()).select_from(
-                sa.select(metrics.c.key, metrics.c.step).where(metrics.c.run_uuid == run_id).distinct().subquery()
+                sa.select(metrics.c.key, metrics.c.step)
+                .where(metrics.c.run_uuid == run_id)
+                .distinct()
+                .subquery()
             )
         ).scalar()
     assert total == PROCS * POINTS

@@ -50,8 +50,13 @@ def test_run_logging_round_trip(svc: TrackingService) -> None:
     assert child.tags["mlflow.parentRunId"] == parent.info.run_id
     svc.log_batch(
         rid,
-        [Metric("loss", 1.0, 10, 0), Metric("loss", 0.5, 11, 1), Metric("nan", math.nan, 12, 0),
-         Metric("pinf", math.inf, 13, 0), Metric("ninf", -math.inf, 14, 0)],
+        [
+            Metric("loss", 1.0, 10, 0),
+            Metric("loss", 0.5, 11, 1),
+            Metric("nan", math.nan, 12, 0),
+            Metric("pinf", math.inf, 13, 0),
+            Metric("ninf", -math.inf, 14, 0),
+        ],
         {"lr": "0.01", "depth": 3},
         {"team": "a"},
     )
@@ -130,7 +135,9 @@ def test_run_inputs_and_logged_models(svc: TrackingService) -> None:
     run = svc.get_run(rid)
     assert [(d.name, d.digest) for d in run.inputs] == [("sensors", "abc123")]
     lm = svc.create_logged_model("0", "clf", source_run_id=rid)
-    assert lm.status == "PENDING" and lm.artifact_location.endswith(f"/models/{lm.model_id}/artifacts")
+    assert lm.status == "PENDING" and lm.artifact_location.endswith(
+        f"/models/{lm.model_id}/artifacts"
+    )
     assert svc.finalize_logged_model(lm.model_id, "READY").status == "READY"
     svc.set_logged_model_tags(lm.model_id, {"k": "v"})
     assert svc.get_logged_model(lm.model_id).tags == {"k": "v"}

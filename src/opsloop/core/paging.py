@@ -22,4 +22,6 @@ def decode(token: str | None) -> int:
             raise ValueError
         return offset
     except Exception:
-        raise InvalidInput(f"invalid page token {token!r}: pass the token a search returned") from None
+        raise InvalidInput(
+            f"invalid page token {token!r}: pass the token a search returned"
+        ) from None

@@ -74,11 +74,17 @@ def log_model(
         with tempfile.TemporaryDirectory(prefix="opsloop-model-") as tmp:
             path = Path(tmp) / "model"
             info = flavors.save_model(
-                model, path, input_example=input_example, signature=signature, pip_requirements=pip_requirements
+                model,
+                path,
+                input_example=input_example,
+                signature=signature,
+                pip_requirements=pip_requirements,
             )
             dest = artifact_path_of(lm.artifact_location)
             if dest is None:
-                raise InvalidInput(f"experiment {experiment_id} keeps artifacts outside opsloop's store")
+                raise InvalidInput(
+                    f"experiment {experiment_id} keeps artifacts outside opsloop's store"
+                )
             reg.store.artifacts.put_dir(dest, path)
     except BaseException:
         tracking.finalize_logged_model(lm.model_id, "FAILED")
@@ -90,9 +96,24 @@ def log_model(
     env_json = json.dumps(info.environment)
     if not register:
         return ModelVersion(
-            name, "", lm.creation_timestamp, lm.last_updated_timestamp, description or "", "", "None",
-            f"models:/{lm.model_id}", lm.source_run_id, None, "READY", None, {}, [], lm.model_id,
-            info.flavor, sig_json, env_json,
+            name,
+            "",
+            lm.creation_timestamp,
+            lm.last_updated_timestamp,
+            description or "",
+            "",
+            "None",
+            f"models:/{lm.model_id}",
+            lm.source_run_id,
+            None,
+            "READY",
+            None,
+            {},
+            [],
+            lm.model_id,
+            info.flavor,
+            sig_json,
+            env_json,
         )
     try:
         reg.get_registered_model(name)

@@ -85,6 +85,7 @@ params = Table(
     Column("value", Text, nullable=False),
     PrimaryKeyConstraint("run_uuid", "key"),
     Index("ix_params_key_value", "key", "value"),
+    sqlite_with_rowid=False,
 )
 
 tags = Table(
@@ -95,6 +96,7 @@ tags = Table(
     Column("value", Text, nullable=False),
     PrimaryKeyConstraint("run_uuid", "key"),
     Index("ix_tags_key", "key"),
+    sqlite_with_rowid=False,
 )
 
 # Every point of every series. The key is the whole point, as MLflow's, so a retried
@@ -125,6 +127,7 @@ latest_metrics = Table(
     Column("is_nan", Boolean, nullable=False),
     PrimaryKeyConstraint("run_uuid", "key"),
     Index("ix_latest_metrics_key_value", "key", "value"),
+    sqlite_with_rowid=False,
 )
 
 # Run inputs: dataset versions (and, later, models) a run consumed.

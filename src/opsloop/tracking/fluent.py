@@ -50,7 +50,9 @@ class _MetricBuffer:
     def _start(self) -> None:
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="opsloop-metrics", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, name="opsloop-metrics", daemon=True
+                )
                 self._thread.start()
 
     def _loop(self) -> None:
@@ -203,7 +205,9 @@ def end_run(status: str = RunStatus.FINISHED) -> None:
         _service().update_run(run.info.run_id, status=status)
 
 
-def log_metric(key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
+def log_metric(
+    key: str, value: float, step: int | None = None, timestamp: int | None = None
+) -> None:
     """Log one point of a metric series to the active run (buffered)."""
     run_id = _active[-1].info.run_id if _active else _run_id()
     if key not in _checked_keys:
@@ -220,7 +224,9 @@ def log_metric(key: str, value: float, step: int | None = None, timestamp: int |
     )
 
 
-def log_metrics(metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None) -> None:
+def log_metrics(
+    metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None
+) -> None:
     """Log several metrics at one step (buffered)."""
     ts = timestamp if timestamp is not None else time.time_ns() // 1_000_000
     for k, val in metrics.items():
@@ -327,7 +333,9 @@ def search_runs(
     out: list[Run] = []
     token: str | None = None
     while len(out) < max_results:
-        page = svc.search_runs(ids, filter_string, None, min(1000, max_results - len(out)), order_by, token)
+        page = svc.search_runs(
+            ids, filter_string, None, min(1000, max_results - len(out)), order_by, token
+        )
         out.extend(page.items)
         token = page.next_page_token
         if not token:

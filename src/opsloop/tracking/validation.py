@@ -62,7 +62,9 @@ def experiment_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput(f"experiment name must be a non-empty string, got {name!r}")
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidInput(f"experiment name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
+        raise InvalidInput(
+            f"experiment name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}"
+        )
     return name
 
 

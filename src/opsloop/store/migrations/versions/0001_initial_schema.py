@@ -65,6 +65,7 @@ def upgrade() -> None:
         sa.Column("value", sa.Float(), nullable=False),
         sa.Column("is_nan", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("run_uuid", "key", name=op.f("pk_latest_metrics")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("latest_metrics", schema=None) as batch_op:
         batch_op.create_index("ix_latest_metrics_key_value", ["key", "value"], unique=False)
@@ -228,6 +229,7 @@ def upgrade() -> None:
             ["run_uuid"], ["runs.run_uuid"], name=op.f("fk_params_run_uuid_runs")
         ),
         sa.PrimaryKeyConstraint("run_uuid", "key", name=op.f("pk_params")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("params", schema=None) as batch_op:
         batch_op.create_index("ix_params_key_value", ["key", "value"], unique=False)
@@ -256,6 +258,7 @@ def upgrade() -> None:
             ["run_uuid"], ["runs.run_uuid"], name=op.f("fk_tags_run_uuid_runs")
         ),
         sa.PrimaryKeyConstraint("run_uuid", "key", name=op.f("pk_tags")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("tags", schema=None) as batch_op:
         batch_op.create_index("ix_tags_key", ["key"], unique=False)
