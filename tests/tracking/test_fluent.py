@@ -51,6 +51,7 @@ def test_nested_runs_and_failure_status(home: Path) -> None:
     assert opsloop.get_run(parent.run_id).info.status == "FAILED"
     c = opsloop.get_run(child.run_id)
     assert c.info.parent_run_id == parent.run_id and c.info.status == "FINISHED"
+    assert c.info.experiment_id == opsloop.get_run(parent.run_id).info.experiment_id
 
 
 def test_misuse_is_refused(home: Path, tmp_path: Path) -> None:

@@ -155,6 +155,8 @@ def start_run(
             f"run {_active[-1].info.run_id} is already active; end it first or pass nested=True"
         )
     svc = _service()
+    if experiment_id is None and experiment is None and nested and _active:
+        experiment_id = _active[-1].info.experiment_id  # a child run lives with its parent
     if experiment_id is None:
         name = experiment or os.environ.get("OPSLOOP_EXPERIMENT") or "Default"
         experiment_id = "0" if name == "Default" else svc.get_or_create_experiment(name)

@@ -1,0 +1,53 @@
+"""The shell face: help, the main job, migrations, errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _opsloop(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OPSLOOP_HOME": str(home), "COLUMNS": "200"}
+    env.pop("OPSLOOP_DATABASE_URL", None)
+    env.pop("OPSLOOP_ARTIFACTS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "opsloop.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=check,
+    )
+
+
+def test_help_lists_commands(tmp_path: Path) -> None:
+    out = _opsloop("--help", home=tmp_path).stdout
+    for cmd in ("demo", "server", "db", "runs", "models"):
+        assert cmd in out
+
+
+def test_demo_runs_twice_on_a_fresh_store(tmp_path: Path) -> None:
+    home = tmp_path / "store"
+    first = _opsloop("demo", home=home)
+    assert "registered demo-classifier version 1" in first.stdout
+    assert "100% agree" in first.stdout
+    assert str(home) in first.stdout
+    second = _opsloop("demo", home=home)
+    assert "registered demo-classifier version 2" in second.stdout
+    models = _opsloop("models", "ls", home=home).stdout
+    assert "demo-classifier" in models and "production" in models
+    runs = _opsloop("runs", "ls", "-e", "demo-breast-cancer", "--order-by", "metrics.roc_auc DESC", home=home)
+    assert "logreg" in runs.stdout or "FINISHED" in runs.stdout
+
+
+def test_db_upgrade_and_errors(tmp_path: Path) -> None:
+    out = _opsloop("db", "upgrade", home=tmp_path).stdout
+    assert "upgraded from empty" in out
+    assert "already at revision" in _opsloop("db", "upgrade", home=tmp_path).stdout
+    bad = _opsloop("runs", "ls", "-e", "no-such-experiment", home=tmp_path, check=False)
+    assert bad.returncode == 3
+    assert "no experiment named 'no-such-experiment'" in bad.stderr
+    bad = _opsloop("runs", "ls", "--filter", "metrics.acc >", home=tmp_path, check=False)
+    assert bad.returncode == 2 and "error:" in bad.stderr
