@@ -38,7 +38,9 @@ def test_demo_runs_twice_on_a_fresh_store(tmp_path: Path) -> None:
     assert "registered demo-classifier version 2" in second.stdout
     models = _opsloop("models", "ls", home=home).stdout
     assert "demo-classifier" in models and "production" in models
-    runs = _opsloop("runs", "ls", "-e", "demo-breast-cancer", "--order-by", "metrics.roc_auc DESC", home=home)
+    runs = _opsloop(
+        "runs", "ls", "-e", "demo-breast-cancer", "--order-by", "metrics.roc_auc DESC", home=home
+    )
     assert "logreg" in runs.stdout or "FINISHED" in runs.stdout
 
 

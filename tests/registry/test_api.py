@@ -32,7 +32,9 @@ def test_log_register_alias_load(home: Path, iris: tuple[pd.DataFrame, pd.Series
     sig = json.loads(mv.signature or "{}")
     assert [c["name"] for c in json.loads(sig["inputs"])] == list(x.columns)
     env = json.loads(mv.environment or "{}")
-    assert env["python_version"] and any(r.startswith("scikit-learn==") for r in env["requirements"])
+    assert env["python_version"] and any(
+        r.startswith("scikit-learn==") for r in env["requirements"]
+    )
     opsloop.set_alias("iris-clf", "production", mv.version)
     model = opsloop.load_model("models:/iris-clf@production")
     assert (np.asarray(model.predict(x)) == clf.predict(x)).all()
@@ -50,11 +52,17 @@ def test_callable_model_and_alias_move(home: Path) -> None:
         return df["a"] * 2
 
     v1 = opsloop.log_model(double, "doubler", input_example=pd.DataFrame({"a": [1.0, 2.0]}))
-    v2 = opsloop.log_model(lambda df: df["a"] * 3, "doubler", input_example=pd.DataFrame({"a": [1.0]}))
+    v2 = opsloop.log_model(
+        lambda df: df["a"] * 3, "doubler", input_example=pd.DataFrame({"a": [1.0]})
+    )
     opsloop.set_alias("doubler", "production", v1.version)
-    assert list(opsloop.load_model("models:/doubler@production").predict(pd.DataFrame({"a": [2.0]}))) == [4.0]
+    assert list(
+        opsloop.load_model("models:/doubler@production").predict(pd.DataFrame({"a": [2.0]}))
+    ) == [4.0]
     opsloop.set_alias("doubler", "production", v2.version)
-    assert list(opsloop.load_model("models:/doubler@production").predict(pd.DataFrame({"a": [2.0]}))) == [6.0]
+    assert list(
+        opsloop.load_model("models:/doubler@production").predict(pd.DataFrame({"a": [2.0]}))
+    ) == [6.0]
     reg = RegistryService(default_store())
     assert reg.get_registered_model("doubler").aliases == {"production": "2"}
 

@@ -46,12 +46,16 @@ def _start(home: Path, db_url: str | None) -> tuple[subprocess.Popen[bytes], str
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_sigkill_during_log_batch(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_sigkill_during_log_batch(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     db_url = request.getfixturevalue("pg_url") if backend == "postgres" else None
     home = tmp_path / "home"
     proc, url = _start(home, db_url)
     api = f"{url}/api/2.0/mlflow"
-    run_id = httpx.post(f"{api}/runs/create", json={"experiment_id": "0"}).json()["run"]["info"]["run_id"]
+    run_id = httpx.post(f"{api}/runs/create", json={"experiment_id": "0"}).json()["run"]["info"][
+        "run_id"
+    ]
     acked: list[int] = []
     stop = threading.Event()
 
@@ -60,10 +64,13 @@ def test_sigkill_during_log_batch(backend: str, tmp_path: Path, request: pytest.
             b = worker
             while not stop.is_set():
                 metrics = [
-                    {"key": f"b{b}", "value": float(i), "timestamp": 1000 + i, "step": i} for i in range(1000)
+                    {"key": f"b{b}", "value": float(i), "timestamp": 1000 + i, "step": i}
+                    for i in range(1000)
                 ]
                 try:
-                    r = client.post(f"{api}/runs/log-batch", json={"run_id": run_id, "metrics": metrics})
+                    r = client.post(
+                        f"{api}/runs/log-batch", json={"run_id": run_id, "metrics": metrics}
+                    )
                 except httpx.HTTPError:
                     return
                 if r.status_code == 200:
@@ -97,10 +104,15 @@ def test_sigkill_during_log_batch(backend: str, tmp_path: Path, request: pytest.
             assert f"b{b}" in keys
         # Every series is whole: a batch is stored entirely or not at all.
         for key in keys:
-            hist = httpx.get(f"{api}/metrics/get-history", params={"run_id": run_id, "metric_key": key}).json()
+            hist = httpx.get(
+                f"{api}/metrics/get-history", params={"run_id": run_id, "metric_key": key}
+            ).json()
             assert len(hist["metrics"]) == 1000, key
         # And the store takes writes again.
-        r = httpx.post(f"{api}/runs/log-metric", json={"run_id": run_id, "key": "after", "value": 1, "timestamp": 1})
+        r = httpx.post(
+            f"{api}/runs/log-metric",
+            json={"run_id": run_id, "key": "after", "value": 1, "timestamp": 1},
+        )
         assert r.status_code == 200
     finally:
         proc.terminate()

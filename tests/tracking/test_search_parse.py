@@ -699,7 +699,8 @@ def _names(
         ("name IN ('beta', 'x')", ["beta"]),
         ("name NOT IN ('beta', 'Gamma')", ["alpha", "alpha2"]),
         ("tags.stage = 'prod'", ["alpha"]),
-        ("tags.stage != 'prod'", ["beta"]),
+        # In the registry a model without the tag is "not equal" too (MLflow's rule).
+        ("tags.stage != 'prod'", ["Gamma", "alpha2", "beta"]),
         ("tags.stage LIKE '%e%' and name != 'alpha'", ["beta"]),
     ],
 )
@@ -746,7 +747,8 @@ def test_registered_model_order(
         ("source_path = 's3://b/1'", [("beta", 1)]),
         ("source LIKE 's3://a/%'", [("alpha", 1), ("alpha", 2)]),
         ("tags.env = 'prod'", [("alpha", 2)]),
-        ("tags.env != 'prod'", []),
+        # Versions without the tag are "not equal" too (MLflow's registry rule).
+        ("tags.env != 'prod'", [("alpha", 1), ("beta", 1)]),
         ("name IN ('beta')", [("beta", 1)]),
     ],
 )

@@ -10,6 +10,7 @@ never sees half a blob. Reads verify the checksum. The logical tree that users s
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import hashlib
 import os
@@ -134,7 +135,8 @@ class BlobStore:
                     size += len(chunk)
                     fh.write(chunk)
             sha = h.hexdigest()
-            self._publish_file(spool, sha)
+            # Publishing may copy to a remote store: off the event loop.
+            await asyncio.to_thread(self._publish_file, spool, sha)
             return sha, size
         finally:
             if os.path.exists(spool):
@@ -258,7 +260,8 @@ class ArtifactStore:
     async def put_async_stream(self, path: str, chunks: AsyncIterator[bytes]) -> FileInfo:
         path = clean_path(path)
         sha, size = await self.blobs.put_async_stream(chunks)
-        self._index(path, sha, size)
+        # The index write may wait on the database lock: off the event loop.
+        await asyncio.to_thread(self._index, path, sha, size)
         return FileInfo(path, False, size, sha)
 
     def put_file(self, path: str, local_path: str | os.PathLike[str]) -> FileInfo:

@@ -944,12 +944,20 @@ def run_order(order_by: list[str] | None) -> list[ColumnElement[Any]]:
 
 
 def _tag_clause(
-    c: Comparison, tag_table: Table, owner: list[tuple[ColumnElement[Any], ColumnElement[Any]]]
+    c: Comparison,
+    tag_table: Table,
+    owner: list[tuple[ColumnElement[Any], ColumnElement[Any]]],
+    absent_is_not_equal: bool = False,
 ) -> ColumnElement[bool]:
     owned = sa.and_(*(tag_col == main_col for tag_col, main_col in owner), tag_table.c.key == c.key)
     if c.comparator in _NULLS:
         has = sa.exists().where(owned)
         return ~has if c.comparator == "IS NULL" else has
+    if absent_is_not_equal and c.comparator == "!=":
+        # The registry's rule: a model without the tag is "not equal" too. MLflow's
+        # client relies on it, adding ``tag.`mlflow.prompt.is_prompt` != 'true'`` to
+        # every registry search to keep prompts out.
+        return ~sa.exists().where(owned, tag_table.c.value == c.value)
     return sa.exists().where(owned, _compare(tag_table.c.value, c.comparator, c.value))
 
 
@@ -959,6 +967,7 @@ def _attribute_first(
     table: Table,
     tag_table: Table,
     owner: list[tuple[ColumnElement[Any], ColumnElement[Any]]],
+    absent_is_not_equal: bool = False,
 ) -> ColumnElement[bool] | None:
     attributes: list[ColumnElement[bool]] = []
     tag_clauses: list[ColumnElement[bool]] = []
@@ -967,7 +976,7 @@ def _attribute_first(
             column = table.c[scope.fields[c.key].column]
             attributes.append(_compare(column, c.comparator, c.value))
         else:
-            tag_clauses.append(_tag_clause(c, tag_table, owner))
+            tag_clauses.append(_tag_clause(c, tag_table, owner, absent_is_not_equal))
     return _and(attributes + tag_clauses)
 
 
@@ -1032,6 +1041,7 @@ def registered_model_filter(filter_string: str | None) -> ColumnElement[bool] | 
         registered_models,
         registered_model_tags,
         [(registered_model_tags.c.name, registered_models.c.name)],
+        absent_is_not_equal=True,
     )
 
 
@@ -1048,6 +1058,7 @@ def model_version_filter(filter_string: str | None) -> ColumnElement[bool] | Non
             (model_version_tags.c.name, model_versions.c.name),
             (model_version_tags.c.version, model_versions.c.version),
         ],
+        absent_is_not_equal=True,
     )
 
 

@@ -14,25 +14,6 @@ from opsloop.server.mlflow_compat.protocol import Fields
 from opsloop.server.mlflow_compat.routing import Handler
 from opsloop.server.services import Services
 
-# MLflow's client adds this clause to every registry search so that its prompt registry
-# (prompts are registered models tagged ``mlflow.prompt.is_prompt = 'true'``) stays out
-# of model searches; MLflow's server gives it a special meaning (a model without the tag
-# matches). opsloop keeps no prompts, so the clause is dropped, exactly as the client
-# writes it (``mlflow/prompt/registry_utils.py``: add_prompt_filter_string).
-_NOT_A_PROMPT = "tag.`mlflow.prompt.is_prompt` != 'true'"
-
-
-def _without_prompt_clause(filter_string: str | None) -> str | None:
-    if not filter_string:
-        return None
-    if filter_string == _NOT_A_PROMPT:
-        return None
-    suffix = f" AND {_NOT_A_PROMPT}"
-    if filter_string.endswith(suffix):
-        return filter_string[: -len(suffix)]
-    return filter_string
-
-
 # -- registered models -----------------------------------------------------------------
 
 
@@ -68,7 +49,7 @@ def delete_registered_model(s: Services, f: Fields) -> None:
 
 def search_registered_models(s: Services, f: Fields) -> dict[str, Any]:
     page = s.registry.search_registered_models(
-        filter_string=_without_prompt_clause(f.opt_text("filter")),
+        filter_string=f.opt_text("filter"),
         max_results=f.max_results(),
         order_by=f.texts("order_by") or None,
         page_token=f.page_token(),
@@ -134,7 +115,7 @@ def delete_model_version(s: Services, f: Fields) -> None:
 
 def search_model_versions(s: Services, f: Fields) -> dict[str, Any]:
     page = s.registry.search_model_versions(
-        filter_string=_without_prompt_clause(f.opt_text("filter")),
+        filter_string=f.opt_text("filter"),
         max_results=f.max_results(),
         order_by=f.texts("order_by") or None,
         page_token=f.page_token(),

@@ -10,11 +10,7 @@ endpoints (log-batch, runs/search, get-history) cannot afford it.
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import threading
-import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -31,47 +27,6 @@ Handler = Callable[[Services, Fields], dict[str, Any] | None]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-_gc_lock = threading.Lock()
-_gc_holders = 0
-_gc_was_enabled = False
-_gc_paused_at = 0.0
-# Under sustained load some request is always in flight; collect at least this often.
-MAX_GC_PAUSE = 5.0
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Hold off Python's cycle collector while requests build their answers.
-
-    A search over 10,000 runs allocates a few hundred thousand dicts and lists, none
-    of them in cycles; with a large heap each full collection walks everything, and
-    measured on ``runs/search`` the collector took 40% of the request. Reference
-    counting still frees everything; cycles wait until no request is in flight, or
-    at most ``MAX_GC_PAUSE`` seconds. Nested and concurrent holders share one pause.
-    """
-    global _gc_holders, _gc_was_enabled, _gc_paused_at
-    collect = False
-    with _gc_lock:
-        _gc_holders += 1
-        now = time.monotonic()
-        if _gc_holders == 1:
-            _gc_was_enabled = gc.isenabled()
-            _gc_paused_at = now
-            gc.disable()
-        elif _gc_was_enabled and now - _gc_paused_at > MAX_GC_PAUSE:
-            _gc_paused_at = now
-            collect = True
-    if collect:
-        gc.collect()
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_holders -= 1
-            if _gc_holders == 0 and _gc_was_enabled:
-                gc.enable()
-
-
 def _invoke(
     handler: Handler,
     services: Services,
@@ -80,13 +35,12 @@ def _invoke(
     query: list[tuple[str, str]],
     path: dict[str, Any],
 ) -> bytes:
-    with gc_paused():
-        if (method == "GET" and query) or (not body and query):
-            fields = Fields.from_query(query, path)
-        else:
-            fields = Fields.from_json(parse_body(body), path)
-        out = handler(services, fields)
-        return orjson.dumps(out) if out else EMPTY
+    if (method == "GET" and query) or (not body and query):
+        fields = Fields.from_query(query, path)
+    else:
+        fields = Fields.from_json(parse_body(body), path)
+    out = handler(services, fields)
+    return orjson.dumps(out) if out else EMPTY
 
 
 def endpoint(handler: Handler, services: Services) -> Endpoint:
