@@ -155,13 +155,6 @@ class _SQL:
         )
 
 
-def _metric_row(run_id: str, m: Metric) -> tuple[str, str, int, int, float, bool]:
-    value = m.value
-    if math.isnan(value):
-        return (run_id, m.key, m.step, m.timestamp, 0.0, True)
-    return (run_id, m.key, m.step, m.timestamp, value, False)
-
-
 def _metric_from_row(key: str, value: float | None, ts: int, step: int, is_nan: Any) -> Metric:
     return Metric(key, math.nan if is_nan or value is None else float(value), int(ts), int(step))
 
@@ -641,15 +634,20 @@ class TrackingService:
         params_: Iterable[tuple[str, Any]] | dict[str, Any] = (),
         tags_: Iterable[tuple[str, Any]] | dict[str, Any] = (),
         *,
+        points: Sequence[tuple[str, float, int, int]] = (),
         limits: bool = True,
     ) -> None:
         """Log metrics, params and tags to a run, all or nothing.
 
-        A param already logged with another value is refused (as MLflow does), and so
-        is the whole batch with it.
+        Metrics come as ``Metric`` records or, on the hot paths, as ``points``: tuples
+        ``(key, value, timestamp, step)`` whose types the caller has checked. A param
+        already logged with another value is refused (as MLflow does), and so is the
+        whole batch with it.
         """
         v.run_id(run_id)
-        metric_list = list(metrics_)
+        metric_list: list[Any] = list(points)
+        for m in metrics_:
+            metric_list.append((m.key, m.value, m.timestamp, m.step))
         param_items = list(params_.items()) if isinstance(params_, dict) else list(params_)
         tag_items = list(tags_.items()) if isinstance(tags_, dict) else list(tags_)
         if limits:
@@ -665,22 +663,23 @@ class TrackingService:
                 raise InvalidInput(
                     f"a batch may hold at most {v.MAX_BATCH_TAGS} tags, got {len(tag_items)}"
                 )
-        seen_keys: dict[str, None] = {}
-        metric_rows = []
-        for m in metric_list:
-            if m.key not in seen_keys:
-                v.key("metric", m.key)
-                seen_keys[m.key] = None
-            if type(m.value) is not float:
-                m = Metric(m.key, v.metric_value(m.key, m.value), m.timestamp, m.step)
-            if type(m.timestamp) is not int or type(m.step) is not int:
-                m = Metric(
-                    m.key,
-                    m.value,
-                    v.integer("metric timestamp", m.timestamp, 0),
-                    v.integer("metric step", m.step, 0),
-                )
-            metric_rows.append(_metric_row(run_id, m))
+        seen_keys: set[str] = set()
+        metric_rows: list[tuple[str, str, int, int, float, bool]] = []
+        append = metric_rows.append
+        # One pass: check, turn into rows (NaN as 0 + is_nan, as the table keeps it).
+        for key, value, ts, step in metric_list:
+            if key not in seen_keys:
+                v.key("metric", key)
+                seen_keys.add(key)
+            if type(value) is not float:
+                value = v.metric_value(key, value)
+            if type(ts) is not int or type(step) is not int:
+                ts = v.integer("metric timestamp", ts, 0)
+                step = v.integer("metric step", step, 0)
+            if value != value:
+                append((run_id, key, step, ts, 0.0, True))
+            else:
+                append((run_id, key, step, ts, value, False))
         param_map: dict[str, str] = {}
         for k, val in param_items:
             v.key("param", k)

@@ -17,7 +17,7 @@ from opsloop.server.mlflow_compat.routing import Handler
 from opsloop.server.responses import parse_number
 from opsloop.server.services import Services
 from opsloop.store.artifacts import clean_path, join
-from opsloop.tracking.entities import DatasetInput, Metric, ModelOutput
+from opsloop.tracking.entities import DatasetInput, ModelOutput
 from opsloop.tracking.service import artifact_path_of
 
 # -- experiments ---------------------------------------------------------------------
@@ -173,9 +173,10 @@ def _int_field(name: str, value: Any) -> int:
     raise invalid(name, value, "an integer")
 
 
-def _batch_metrics(raw: list[dict[str, Any]]) -> list[Metric]:
-    """The metrics of a log-batch request: the hot loop, so types are checked inline."""
-    out: list[Metric] = []
+def _batch_metrics(raw: list[dict[str, Any]]) -> list[tuple[str, float, int, int]]:
+    """The metrics of a log-batch request as ``(key, value, timestamp, step)``: the hot
+    loop, so types are checked inline."""
+    out: list[tuple[str, float, int, int]] = []
     append = out.append
     for i, m in enumerate(raw):
         key = m.get("key")
@@ -193,7 +194,7 @@ def _batch_metrics(raw: list[dict[str, Any]]) -> list[Metric]:
             step = _int_field(f"metrics[{i}].step", step)
         if type(key) is not str:
             raise invalid(f"metrics[{i}].key", key, "a string")
-        append(Metric(key, value, ts, step))
+        append((key, value, ts, step))
     return out
 
 
@@ -216,9 +217,9 @@ def _batch_pairs(name: str, raw: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def log_batch(s: Services, f: Fields) -> None:
     s.tracking.log_batch(
         f.run_id(),
-        _batch_metrics(f.objects("metrics")),
-        _batch_pairs("params", f.objects("params")),
-        _batch_pairs("tags", f.objects("tags")),
+        params_=_batch_pairs("params", f.objects("params")),
+        tags_=_batch_pairs("tags", f.objects("tags")),
+        points=_batch_metrics(f.objects("metrics")),
     )
 
 
