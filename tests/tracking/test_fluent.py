@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import opsloop
@@ -22,6 +23,8 @@ def test_start_run_logs_everything(home: Path, tmp_path: Path) -> None:
         for step in range(2500):
             opsloop.log_metric("loss", 1.0 / (step + 1), step=step)
         opsloop.log_metrics({"acc": 0.9, "nan": math.nan}, step=0)
+        # numpy scalars, as training loops pass them
+        opsloop.log_metric("np", np.float32(0.5), step=np.int64(3))
         opsloop.log_artifact(f)
         opsloop.log_artifacts(d, "data")
         opsloop.log_text("x", "texts/x.txt")
@@ -31,6 +34,7 @@ def test_start_run_logs_everything(home: Path, tmp_path: Path) -> None:
     assert got.tags["team"] == "a"
     latest = got.metrics_dict
     assert latest["loss"] == pytest.approx(1 / 2500) and math.isnan(latest["nan"])
+    assert latest["np"] == 0.5
     from opsloop.store import default_store
     from opsloop.tracking.service import TrackingService
 

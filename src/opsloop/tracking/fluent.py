@@ -22,7 +22,7 @@ from typing import Any
 from opsloop.errors import InvalidInput, InvalidState
 from opsloop.store import Store, default_store
 from opsloop.tracking import validation as v
-from opsloop.tracking.entities import Metric, Run, RunStatus
+from opsloop.tracking.entities import Run, RunStatus
 from opsloop.tracking.service import TrackingService, artifact_path_of
 
 FLUSH_INTERVAL = 0.5
@@ -69,14 +69,14 @@ class _MetricBuffer:
             # Swap the list: appends from other threads go to the new one.
             points, self._points = self._points, []
             if points:
-                by_run: dict[str, list[Metric]] = {}
+                by_run: dict[str, list[tuple[str, float, int, int]]] = {}
                 for run_id, key, value, ts, step in points:
-                    by_run.setdefault(run_id, []).append(Metric(key, value, ts, step))
+                    by_run.setdefault(run_id, []).append((key, value, ts, step))
                 svc = _service()
                 for run_id, ms in by_run.items():
                     for i in range(0, len(ms), 1000):
                         try:
-                            svc.log_batch(run_id, ms[i : i + 1000])
+                            svc.log_batch(run_id, points=ms[i : i + 1000])
                         except BaseException as exc:
                             self._errors.append(exc)
         if raise_errors and self._errors:
@@ -217,13 +217,15 @@ def log_metric(
         _checked_keys.add(key)
     if type(value) is not float:
         value = v.metric_value(key, value)
-    _buffer.add(
-        run_id,
-        key,
-        value,
-        timestamp if timestamp is not None else time.time_ns() // 1_000_000,
-        step if step is not None else 0,
-    )
+    if timestamp is None:
+        timestamp = time.time_ns() // 1_000_000
+    elif type(timestamp) is not int:
+        timestamp = v.integer("timestamp", timestamp, 0)
+    if step is None:
+        step = 0
+    elif type(step) is not int:
+        step = v.integer("step", step, 0)
+    _buffer.add(run_id, key, value, timestamp, step)
 
 
 def log_metrics(

@@ -528,22 +528,9 @@ class TrackingService:
                 o_map[r5.run_uuid].append(ModelOutput(r5.model_id, int(r5.step)))
         out = []
         for r in rows:
-            info = RunInfo(
-                r.run_uuid,
-                str(r.experiment_id),
-                r.name,
-                r.status,
-                int(r.start_time),
-                None if r.end_time is None else int(r.end_time),
-                r.user_id,
-                r.source,
-                r.lifecycle_stage,
-                r.artifact_uri,
-                r.parent_run_id,
-            )
             out.append(
                 Run(
-                    info,
+                    self._load_info(r),
                     p_map[r.run_uuid],
                     m_map[r.run_uuid],
                     t_map[r.run_uuid],
@@ -647,7 +634,13 @@ class TrackingService:
         v.run_id(run_id)
         metric_list: list[Any] = list(points)
         for m in metrics_:
-            metric_list.append((m.key, m.value, m.timestamp, m.step))
+            value, ts, step = m.value, m.timestamp, m.step
+            if type(value) is not float:
+                value = v.metric_value(m.key, value)
+            if type(ts) is not int or type(step) is not int:
+                ts = v.integer("metric timestamp", ts, 0)
+                step = v.integer("metric step", step, 0)
+            metric_list.append((m.key, value, ts, step))
         param_items = list(params_.items()) if isinstance(params_, dict) else list(params_)
         tag_items = list(tags_.items()) if isinstance(tags_, dict) else list(tags_)
         if limits:
@@ -666,16 +659,11 @@ class TrackingService:
         seen_keys: set[str] = set()
         metric_rows: list[tuple[str, str, int, int, float, bool]] = []
         append = metric_rows.append
-        # One pass: check, turn into rows (NaN as 0 + is_nan, as the table keeps it).
+        # One pass over typed points: check keys, make rows (NaN as 0 + is_nan).
         for key, value, ts, step in metric_list:
             if key not in seen_keys:
                 v.key("metric", key)
                 seen_keys.add(key)
-            if type(value) is not float:
-                value = v.metric_value(key, value)
-            if type(ts) is not int or type(step) is not int:
-                ts = v.integer("metric timestamp", ts, 0)
-                step = v.integer("metric step", step, 0)
             if value != value:
                 append((run_id, key, step, ts, 0.0, True))
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import posixpath
 import re
 from typing import Any
@@ -90,8 +91,6 @@ def metric_value(name: str, value: Any) -> float:
         try:
             if isinstance(value, str):
                 return float(value)
-            import numbers
-
             if isinstance(value, numbers.Real):
                 return float(value)
         except ValueError:
@@ -105,9 +104,9 @@ def integer(what: str, value: Any, default: int) -> int:
         return default
     if isinstance(value, bool):
         raise InvalidInput(f"{what} must be an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
         return int(value)
     if isinstance(value, str):
         try:
