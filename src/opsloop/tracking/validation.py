@@ -107,7 +107,7 @@ def integer(what: str, value: Any, default: int) -> int:
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
-        return int(value)
+        return int(float(value))
     if isinstance(value, str):
         try:
             return int(value)
