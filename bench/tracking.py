@@ -232,10 +232,26 @@ def seed_runs_sqlite(db: Path, experiment_id: str, n: int, flavor: str) -> None:
     con.executemany(f"INSERT INTO runs ({','.join(cols)}) VALUES ({ph})", run_rows)
     con.executemany("INSERT INTO params (run_uuid, key, value) VALUES (?,?,?)", param_rows)
     con.executemany("INSERT INTO tags (run_uuid, key, value) VALUES (?,?,?)", tag_rows)
-    con.executemany(
-        "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES (?,?,?,?,?,?)",
-        metric_rows,
-    )
+    # Series points: search never reads them, but each server gets its history rows in
+    # its own layout (MLflow: a row per point; opsloop: a chunk per key).
+    tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "metric_chunks" in tables:
+        from opsloop.tracking.series import pack
+
+        by_run: dict[str, list[tuple[str, float, int, int]]] = {}
+        for rid, key, step, ts, v, _ in metric_rows:
+            by_run.setdefault(rid, []).append((key, v, ts, step))
+        chunk_rows = [row for rid, pts in by_run.items() for row in pack(rid, pts)[0]]
+        con.executemany(
+            "INSERT INTO metric_chunks (run_uuid, key, chunk, n, min_step, max_step, steps, stamps, vals)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            chunk_rows,
+        )
+    else:
+        con.executemany(
+            "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES (?,?,?,?,?,?)",
+            metric_rows,
+        )
     con.executemany(
         "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES (?,?,?,?,?,?)",
         latest_rows,

@@ -72,9 +72,16 @@ def test_run_logging_round_trip(svc: TrackingService) -> None:
     # A retried batch stores each point once.
     svc.log_batch(rid, [Metric("loss", 0.5, 11, 1)])
     assert len(svc.get_metric_history(rid, "loss").items) == 2
+    # A point that arrives again inside another batch is still one point.
+    svc.log_batch(rid, [Metric("loss", 0.5, 11, 1), Metric("loss", 0.25, 12, 2)])
+    assert [(m.step, m.value) for m in svc.get_metric_history(rid, "loss").items] == [
+        (0, 1.0),
+        (1, 0.5),
+        (2, 0.25),
+    ]
     # An older step does not replace the latest value.
     svc.log_batch(rid, [Metric("loss", 9.0, 99, 0)])
-    assert {m.key: m.value for m in svc.get_run(rid).metrics}["loss"] == 0.5
+    assert {m.key: m.value for m in svc.get_run(rid).metrics}["loss"] == 0.25
     info = svc.update_run(rid, status="FINISHED")
     assert info.status == "FINISHED" and info.end_time is not None
     svc.delete_tag(rid, "team")

@@ -1,8 +1,9 @@
 """The metadata schema (SQLAlchemy Core). Migrations in ``migrations/`` create it.
 
-Times are integers in milliseconds since the epoch, as in MLflow's protocol. Metric
-values keep NaN through ``is_nan`` (SQLite has no NaN: it reads back NULL), and
-±inf as real infinities (both SQLite and PostgreSQL store them).
+Times are integers in milliseconds since the epoch, as in MLflow's protocol. Latest
+metric values keep NaN through ``is_nan`` (SQLite has no NaN: it reads back NULL),
+and ±inf as real infinities (both SQLite and PostgreSQL store them); series points
+keep both inside their packed chunks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -99,18 +101,23 @@ tags = Table(
     sqlite_with_rowid=False,
 )
 
-# Every point of every series. The key is the whole point, as MLflow's, so a retried
-# batch stores each point once (inserts use ON CONFLICT DO NOTHING).
-metrics = Table(
-    "metrics",
+# Metric series, one row per (run, key) per logged batch: the batch's steps,
+# timestamps and values packed as little-endian int64 / int64 / float64 arrays (see
+# opsloop.tracking.series). ``chunk`` is the SHA-256 of the content, so a retried
+# batch is stored once.
+metric_chunks = Table(
+    "metric_chunks",
     metadata,
     Column("run_uuid", String(32), nullable=False),
     Column("key", String(MAX_NAME_LENGTH), nullable=False),
-    Column("step", BigInteger, nullable=False),
-    Column("timestamp", BigInteger, nullable=False),
-    Column("value", Float, nullable=False),
-    Column("is_nan", Boolean, nullable=False),
-    PrimaryKeyConstraint("run_uuid", "key", "step", "timestamp", "value", "is_nan"),
+    Column("chunk", String(64), nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("min_step", BigInteger, nullable=False),
+    Column("max_step", BigInteger, nullable=False),
+    Column("steps", LargeBinary, nullable=False),
+    Column("stamps", LargeBinary, nullable=False),
+    Column("vals", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("run_uuid", "key", "chunk"),
     sqlite_with_rowid=False,
 )
 

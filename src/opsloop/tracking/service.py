@@ -27,13 +27,14 @@ from opsloop.store.tables import (
     experiment_tags,
     experiments,
     logged_models,
-    metrics,
+    metric_chunks,
     params,
     run_inputs,
     run_outputs,
     runs,
     tags,
 )
+from opsloop.tracking import series
 from opsloop.tracking import validation as v
 from opsloop.tracking.entities import (
     DatasetInput,
@@ -131,9 +132,11 @@ class _SQL:
     def __init__(self, dialect: str) -> None:
         ph = "?" if dialect == "sqlite" else "%s"
         vals6 = ", ".join([ph] * 6)
-        self.insert_metrics = (
-            "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) "
-            f"VALUES ({vals6}) ON CONFLICT DO NOTHING"
+        vals9 = ", ".join([ph] * 9)
+        self.insert_chunks = (
+            "INSERT INTO metric_chunks "
+            "(run_uuid, key, chunk, n, min_step, max_step, steps, stamps, vals) "
+            f"VALUES ({vals9}) ON CONFLICT DO NOTHING"
         )
         self.upsert_latest = (
             "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan) "
@@ -153,10 +156,6 @@ class _SQL:
             f"INSERT INTO tags (run_uuid, key, value) VALUES ({ph}, {ph}, {ph}) "
             "ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value"
         )
-
-
-def _metric_from_row(key: str, value: float | None, ts: int, step: int, is_nan: Any) -> Metric:
-    return Metric(key, math.nan if is_nan or value is None else float(value), int(ts), int(step))
 
 
 class TrackingService:
@@ -656,18 +655,10 @@ class TrackingService:
                 raise InvalidInput(
                     f"a batch may hold at most {v.MAX_BATCH_TAGS} tags, got {len(tag_items)}"
                 )
-        seen_keys: set[str] = set()
-        metric_rows: list[tuple[str, str, int, int, float, bool]] = []
-        append = metric_rows.append
-        # One pass over typed points: check keys, make rows (NaN as 0 + is_nan).
-        for key, value, ts, step in metric_list:
-            if key not in seen_keys:
-                v.key("metric", key)
-                seen_keys.add(key)
-            if value != value:
-                append((run_id, key, step, ts, 0.0, True))
-            else:
-                append((run_id, key, step, ts, value, False))
+        seen_keys = {p[0] for p in metric_list}
+        for key in seen_keys:
+            v.key("metric", key)
+        chunk_rows, latest_rows = series.pack(run_id, metric_list)
         param_map: dict[str, str] = {}
         for k, val in param_items:
             v.key("param", k)
@@ -679,12 +670,6 @@ class TrackingService:
         for k, val in tag_items:
             v.key("tag", k)
             tag_map[k] = v.tag_value(k, val)
-
-        latest: dict[str, tuple[str, str, int, int, float, bool]] = {}
-        for row in metric_rows:
-            cur = latest.get(row[1])
-            if cur is None or (row[2], row[3], row[4]) > (cur[2], cur[3], cur[4]):
-                latest[row[1]] = row
 
         with self.db.write() as conn:
             self._active_run(conn, run_id)
@@ -718,9 +703,9 @@ class TrackingService:
                         .where(runs.c.run_uuid == run_id)
                         .values(name=tag_map[TAG_RUN_NAME])
                     )
-            if metric_rows:
-                conn.exec_driver_sql(self._sql.insert_metrics, metric_rows)
-                conn.exec_driver_sql(self._sql.upsert_latest, [latest[k] for k in sorted(latest)])
+            if chunk_rows:
+                conn.exec_driver_sql(self._sql.insert_chunks, chunk_rows)
+                conn.exec_driver_sql(self._sql.upsert_latest, latest_rows)
 
     def log_metric(
         self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int = 0
@@ -749,29 +734,20 @@ class TrackingService:
     def get_metric_history(
         self, run_id: str, key: str, max_results: int | None = None, page_token: str | None = None
     ) -> Page:
+        """Every point of a series, ordered by step, timestamp and value."""
         v.run_id(run_id)
         offset = paging.decode(page_token)
         limit = v.max_results(max_results, 1_000_000_000, 1_000_000_000)
         with self.db.read() as conn:
             self._run_row(conn, run_id)
-            q = (
+            chunks = conn.execute(
                 sa.select(
-                    metrics.c.key,
-                    metrics.c.value,
-                    metrics.c.timestamp,
-                    metrics.c.step,
-                    metrics.c.is_nan,
-                )
-                .where((metrics.c.run_uuid == run_id) & (metrics.c.key == key))
-                .order_by(metrics.c.step, metrics.c.timestamp, metrics.c.value)
-            )
-            if offset or max_results:
-                q = q.offset(offset).limit(limit + 1)
-            rows = conn.execute(q).all()
-        items = [_metric_from_row(*r) for r in rows[:limit]]
-        for m in items:
-            m.run_id = run_id
-        token = paging.encode(offset + limit) if len(rows) > limit else None
+                    metric_chunks.c.steps, metric_chunks.c.stamps, metric_chunks.c.vals
+                ).where((metric_chunks.c.run_uuid == run_id) & (metric_chunks.c.key == key))
+            ).all()
+        points = series.unpack(key, chunks, run_id)
+        items = points[offset : offset + limit]
+        token = paging.encode(offset + limit) if len(points) > offset + limit else None
         return Page(items, token)
 
     def log_inputs(self, run_id: str, inputs: Sequence[DatasetInput]) -> None:

@@ -91,16 +91,17 @@ def upgrade() -> None:
         batch_op.create_index("ix_logged_models_run", ["source_run_id"], unique=False)
 
     op.create_table(
-        "metrics",
+        "metric_chunks",
         sa.Column("run_uuid", sa.String(length=32), nullable=False),
         sa.Column("key", sa.String(length=250), nullable=False),
-        sa.Column("step", sa.BigInteger(), nullable=False),
-        sa.Column("timestamp", sa.BigInteger(), nullable=False),
-        sa.Column("value", sa.Float(), nullable=False),
-        sa.Column("is_nan", sa.Boolean(), nullable=False),
-        sa.PrimaryKeyConstraint(
-            "run_uuid", "key", "step", "timestamp", "value", "is_nan", name=op.f("pk_metrics")
-        ),
+        sa.Column("chunk", sa.String(length=64), nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.Column("min_step", sa.BigInteger(), nullable=False),
+        sa.Column("max_step", sa.BigInteger(), nullable=False),
+        sa.Column("steps", sa.LargeBinary(), nullable=False),
+        sa.Column("stamps", sa.LargeBinary(), nullable=False),
+        sa.Column("vals", sa.LargeBinary(), nullable=False),
+        sa.PrimaryKeyConstraint("run_uuid", "key", "chunk", name=op.f("pk_metric_chunks")),
         sqlite_with_rowid=False,
     )
     op.create_table(
@@ -331,7 +332,7 @@ def downgrade() -> None:
     op.drop_table("model_versions")
     op.drop_table("experiment_tags")
     op.drop_table("registered_models")
-    op.drop_table("metrics")
+    op.drop_table("metric_chunks")
     with op.batch_alter_table("logged_models", schema=None) as batch_op:
         batch_op.drop_index("ix_logged_models_run")
 
