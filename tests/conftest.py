@@ -6,6 +6,7 @@ A test that needs a service skips when it is missing, unless
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -48,19 +49,28 @@ def pg_available() -> bool:
         return False
 
 
-@pytest.fixture
-def pg_url(pg_available: bool) -> Iterator[str]:
+@contextlib.contextmanager
+def pg_schema_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
-    if not pg_available:
-        missing_service(f"PostgreSQL at {PG_BASE}")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     eng = sa.create_engine(PG_BASE)
     with eng.begin() as c:
         c.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    with eng.begin() as c:
-        c.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    eng.dispose()
+    try:
+        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    finally:
+        with eng.begin() as c:
+            c.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        eng.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_available: bool) -> Iterator[str]:
+    """A PostgreSQL database of the test's own (a fresh schema)."""
+    if not pg_available:
+        missing_service(f"PostgreSQL at {PG_BASE}")
+    with pg_schema_url() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -9,7 +9,6 @@ experiments and runs, so they do not see each other's data.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import PG_BASE, free_port, missing_service, pg_schema_url
+
 
 @dataclass
 class Server:
@@ -29,23 +30,32 @@ class Server:
     port: int
     home: Path
     log: Path
+    artifacts: str  # the artifact store's URL (a folder, or s3://…)
+    spool: Path  # where the server spools uploads before publishing them
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(home: Path, timeout: float = 60.0) -> tuple[subprocess.Popen[bytes], Server]:
-    port = _free_port()
+def start_server(
+    home: Path, timeout: float = 60.0, env_extra: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], Server]:
+    """``opsloop server`` as a user starts it, on a free loopback port."""
+    port = free_port()
     log = home / "server.log"
     env = {**os.environ, "OPSLOOP_HOME": str(home)}
     env.pop("OPSLOOP_DATABASE_URL", None)
     env.pop("OPSLOOP_ARTIFACTS", None)
+    env.update(env_extra or {})
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "opsloop.server", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "opsloop.cli.main",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -64,7 +74,11 @@ def start_server(home: Path, timeout: float = 60.0) -> tuple[subprocess.Popen[by
             proc.kill()
             raise RuntimeError(f"opsloop server did not answer /health:\n{log.read_text()}")
         time.sleep(0.05)
-    return proc, Server(url, "127.0.0.1", port, home, log)
+    artifacts = env.get("OPSLOOP_ARTIFACTS") or str(home / "artifacts")
+    from opsloop.store.artifacts import BlobStore
+
+    spool = Path(BlobStore(artifacts).spool_dir)
+    return proc, Server(url, "127.0.0.1", port, home, log, artifacts, spool)
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
@@ -76,14 +90,34 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="session", params=["sqlite", "postgres+s3"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pg_available: bool
+) -> Iterator[Server]:
+    """The embedded configuration (SQLite, local artifacts) and a team's (PostgreSQL,
+    artifacts on the S3 server the session starts): every server test runs on both."""
     home = tmp_path_factory.mktemp("opsloop-server")
-    proc, srv = start_server(home)
-    try:
-        yield srv
-    finally:
-        stop_server(proc)
+    if request.param == "sqlite":
+        proc, srv = start_server(home)
+        try:
+            yield srv
+        finally:
+            stop_server(proc)
+        return
+    if not pg_available:
+        missing_service(f"PostgreSQL at {PG_BASE}")
+    s3 = request.getfixturevalue("s3_server")
+    with pg_schema_url() as db_url:
+        env = {
+            "OPSLOOP_DATABASE_URL": db_url,
+            "OPSLOOP_ARTIFACTS": f"s3://{s3['bucket']}/server-{uuid.uuid4().hex[:8]}",
+            **{k: v for k, v in s3.items() if k.startswith("AWS_")},
+        }
+        proc, srv = start_server(home, env_extra=env)
+        try:
+            yield srv
+        finally:
+            stop_server(proc)
 
 
 @pytest.fixture(scope="session", autouse=True)

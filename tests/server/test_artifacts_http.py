@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import fsspec
 import httpx
 import pytest
 
@@ -119,13 +120,19 @@ def test_paths_outside_the_root_are_refused(server: Server, http: httpx.Client, 
     assert all(f["path"] not in ("etc", "C:", "secret") for f in listing(http, ""))
 
 
-def _spooled_uploads(home: Path) -> list[Path]:
-    return list((home / "artifacts" / "tmp").glob("upload-*"))
+def _spooled_uploads(server: Server) -> list[Path]:
+    return list(server.spool.glob("upload-*")) if server.spool.exists() else []
+
+
+def _objects(server: Server) -> set[str]:
+    fs, root = fsspec.core.url_to_fs(server.artifacts)
+    fs.invalidate_cache()
+    return set(fs.find(f"{root}/objects"))
 
 
 def test_cut_off_upload_leaves_nothing(server: Server, http: httpx.Client, unique: str) -> None:
     path = f"9/{unique}/artifacts/partial.bin"
-    objects_before = set((server.home / "artifacts" / "objects").rglob("*"))
+    objects_before = _objects(server)
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
         sock.sendall(
             (
@@ -138,18 +145,18 @@ def test_cut_off_upload_leaves_nothing(server: Server, http: httpx.Client, uniqu
         sock.sendall(os.urandom(1000))
         # Wait until the server has started spooling this body, then hang up.
         deadline = time.monotonic() + 10
-        while not _spooled_uploads(server.home) and time.monotonic() < deadline:
+        while not _spooled_uploads(server) and time.monotonic() < deadline:
             time.sleep(0.01)
     # The server notices the disconnect and drops its spool file.
     deadline = time.monotonic() + 10
-    while _spooled_uploads(server.home):
+    while _spooled_uploads(server):
         assert time.monotonic() < deadline, "the cut-off upload's spool file was never removed"
         time.sleep(0.02)
     assert listing(http, f"9/{unique}/artifacts") == []
     r = http.get(f"{PROXY}/{path}")
     assert r.status_code == 404
     assert r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
-    assert set((server.home / "artifacts" / "objects").rglob("*")) == objects_before
+    assert _objects(server) == objects_before
     # The server still serves.
     assert http.get("/health").text == "OK"
 
@@ -168,8 +175,8 @@ def test_corrupt_blob_is_refused_before_any_byte(
     path = f"9/{unique}/artifacts/corrupt.bin"
     assert http.put(f"{PROXY}/{path}", content=content).status_code == 200
     sha = hashlib.sha256(content).hexdigest()
-    blob = server.home / "artifacts" / "objects" / sha[:2] / sha[2:]
-    blob.write_bytes(b"not what was stored")
+    with fsspec.open(f"{server.artifacts}/objects/{sha[:2]}/{sha[2:]}", "wb") as blob:
+        blob.write(b"not what was stored")
     r = http.get(f"{PROXY}/{path}")
     assert r.status_code == 500
     assert r.json()["error_code"] == "DATA_LOSS"

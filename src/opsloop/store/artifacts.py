@@ -166,8 +166,17 @@ class BlobStore:
         return sha, size
 
     def _spool(self) -> str:
-        d = f"{self.root}/tmp" if self.is_local else tempfile.gettempdir()
+        """A temporary file for an incoming blob: beside the objects on a local store
+        (so publishing is a rename), in the machine's temp folder for a remote one."""
+        d = self.spool_dir
+        os.makedirs(d, exist_ok=True)
         return os.path.join(d, f"upload-{uuid.uuid4().hex}")
+
+    @property
+    def spool_dir(self) -> str:
+        if self.is_local:
+            return f"{self.root}/tmp"
+        return os.path.join(tempfile.gettempdir(), "opsloop-spool")
 
     def _publish_local(self, tmp: str, sha: str) -> None:
         dest = self._obj(sha)
