@@ -54,3 +54,18 @@ def test_write_transaction_is_all_or_nothing(store) -> None:  # type: ignore[no-
             conn.execute(sa.select(experiments.c.name).where(experiments.c.name == "half")).first()
             is None
         )
+
+
+def test_a_value_the_database_refuses_is_bad_input(store) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from opsloop.errors import InvalidInput, NotFound
+    from opsloop.registry.service import RegistryService
+
+    # PostgreSQL cannot hold a NUL character; SQLite can (and finds nothing).
+    try:
+        RegistryService(store).get_registered_model("a\x00b")
+    except (InvalidInput, NotFound):
+        pass
+    else:
+        pytest.fail("expected InvalidInput or NotFound")

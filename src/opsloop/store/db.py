@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from opsloop.errors import InvalidInput, Unavailable
 
@@ -48,6 +48,17 @@ def _sqlite_setup(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         mode = "BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN"
         conn.exec_driver_sql(mode)
+
+
+@contextlib.contextmanager
+def _refused_values() -> Iterator[None]:
+    """A value the database itself refuses (PostgreSQL: a NUL character, a number out of
+    range) is bad input, not a server fault; the transaction has rolled back."""
+    try:
+        yield
+    except DataError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise InvalidInput(f"the database refused a value: {reason}") from exc
 
 
 class Database:
@@ -80,13 +91,17 @@ class Database:
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
         """A read transaction."""
-        with self.engine.connect() as conn, conn.begin():
+        with _refused_values(), self.engine.connect() as conn, conn.begin():
             yield conn
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: all of it is stored, or none of it."""
-        with self.engine.connect().execution_options(**{_WRITE: True}) as conn, conn.begin():
+        with (
+            _refused_values(),
+            self.engine.connect().execution_options(**{_WRITE: True}) as conn,
+            conn.begin(),
+        ):
             yield conn
 
     # -- migrations -------------------------------------------------------------

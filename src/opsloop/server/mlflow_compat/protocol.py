@@ -33,6 +33,19 @@ def missing(name: str) -> InvalidInput:
     return InvalidInput(f"Missing value for required parameter '{name}'")
 
 
+_NUL_MESSAGE = "the request contains a NUL character (\\u0000), which no name or value may hold"
+
+
+def _holds_nul(data: Any) -> bool:
+    if isinstance(data, str):
+        return "\x00" in data
+    if isinstance(data, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in data.items())
+    if isinstance(data, list):
+        return any(_holds_nul(v) for v in data)
+    return False
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
     """A request body as a JSON object; an empty body is ``{}``."""
     if not body or body.isspace():
@@ -41,6 +54,9 @@ def parse_body(body: bytes) -> dict[str, Any]:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
+    # A cheap look at the bytes first; only a body that may hold one is walked.
+    if b"\\u0000" in body and _holds_nul(data):
+        raise InvalidInput(_NUL_MESSAGE)
     if isinstance(data, str):
         # Older MLflow clients post their JSON encoded twice.
         try:
@@ -81,6 +97,8 @@ class Fields:
     ) -> Fields:
         data: dict[str, Any] = {}
         for k, val in pairs:
+            if "\x00" in val or "\x00" in k:
+                raise InvalidInput(_NUL_MESSAGE)
             data.setdefault(k, []).append(val)
         for k, val in (path or {}).items():
             data[k] = [val]
