@@ -958,6 +958,7 @@ class TrackingService:
         max_results: int | None = None,
         page_token: str | None = None,
         source_run_id: str | None = None,
+        name: str | None = None,
     ) -> Page:
         eids = [v.experiment_id(e) for e in experiment_ids]
         limit = v.max_results(max_results, 100, MAX_SEARCH_RESULTS)
@@ -967,6 +968,8 @@ class TrackingService:
         )
         if source_run_id:
             q = q.where(logged_models.c.source_run_id == source_run_id)
+        if name:
+            q = q.where(logged_models.c.name == name)
         q = (
             q.order_by(logged_models.c.creation_timestamp.desc(), logged_models.c.model_id)
             .offset(offset)

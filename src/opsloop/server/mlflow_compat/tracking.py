@@ -296,14 +296,18 @@ def list_run_artifacts(s: Services, f: Fields) -> dict[str, Any]:
             f"run {run.info.run_id} keeps its artifacts at {run.info.artifact_uri}, "
             "outside this server's artifact store"
         )
-    rel = clean_path(f.text("path"), allow_empty=True)
+    return _listing(s, root, f.text("path"), run.info.artifact_uri)
+
+
+def _listing(s: Services, root: str, rel: str, root_uri: str) -> dict[str, Any]:
+    """MLflow's ``files`` listing of one folder below an artifact root."""
     files = []
-    for fi in s.store.artifacts.list(join(root, rel)):
+    for fi in s.store.artifacts.list(join(root, clean_path(rel, allow_empty=True))):
         item: dict[str, Any] = {"path": fi.path[len(root) + 1 :], "is_dir": fi.is_dir}
         if fi.size is not None:
             item["file_size"] = fi.size
         files.append(item)
-    out: dict[str, Any] = {"root_uri": run.info.artifact_uri}
+    out: dict[str, Any] = {"root_uri": root_uri}
     if files:
         out["files"] = files
     return out
@@ -388,9 +392,9 @@ def search_logged_models(s: Services, f: Fields) -> dict[str, Any]:
         max_results=f.max_results(),
         page_token=f.page_token(),
         source_run_id=wanted.get("source_run_id"),
+        name=wanted.get("name"),
     )
-    models = [m for m in page.items if "name" not in wanted or m.name == wanted["name"]]
-    out: dict[str, Any] = {"models": [convert.logged_model(m) for m in models]}
+    out: dict[str, Any] = {"models": [convert.logged_model(m) for m in page.items]}
     if page.next_page_token:
         out["next_page_token"] = page.next_page_token
     return out
@@ -401,17 +405,7 @@ def list_logged_model_artifacts(s: Services, f: Fields) -> dict[str, Any]:
     root = artifact_path_of(model.artifact_location)
     if root is None:
         raise NotFound(f"logged model {model.model_id} has no artifacts in this server's store")
-    rel = clean_path(f.text("artifact_directory_path"), allow_empty=True)
-    files = []
-    for fi in s.store.artifacts.list(join(root, rel)):
-        item: dict[str, Any] = {"path": fi.path[len(root) + 1 :], "is_dir": fi.is_dir}
-        if fi.size is not None:
-            item["file_size"] = fi.size
-        files.append(item)
-    out: dict[str, Any] = {"root_uri": model.artifact_location}
-    if files:
-        out["files"] = files
-    return out
+    return _listing(s, root, f.text("artifact_directory_path"), model.artifact_location)
 
 
 # Hot endpoints first: routes are matched in order.
