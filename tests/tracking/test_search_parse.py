@@ -4,8 +4,6 @@ to, run on SQLite and PostgreSQL against a handful of runs, experiments and mode
 from __future__ import annotations
 
 import math
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,9 +43,7 @@ from opsloop.tracking.search import (
     run_filter,
     run_order,
 )
-
-PG_BASE = os.environ.get("OPSLOOP_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REQUIRE = os.environ.get("OPSLOOP_REQUIRE_SERVICES", "") not in ("", "0", "false")
+from tests.conftest import PG_BASE, missing_service, pg_schema_url
 
 
 def C(entity: str, key: str, comparator: str, value: Any) -> Comparison:
@@ -391,28 +387,6 @@ def test_order_errors_registry_and_experiments(call: Any, items: list[str], frag
 # Execution on SQLite and PostgreSQL
 
 
-def _pg_engine() -> Iterator[Engine]:
-    try:
-        probe = sa.create_engine(PG_BASE, connect_args={"connect_timeout": 3})
-        with probe.connect() as c:
-            c.execute(sa.text("SELECT 1"))
-    except Exception as exc:
-        if REQUIRE:
-            pytest.fail(f"PostgreSQL at {PG_BASE} is required but not reachable: {exc}")
-        pytest.skip(f"PostgreSQL at {PG_BASE} not reachable")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with probe.begin() as c:
-        c.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    engine = sa.create_engine(f"{PG_BASE}?options=-csearch_path%3D{schema}")
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with probe.begin() as c:
-            c.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        probe.dispose()
-
-
 INF = float("inf")
 
 # run id: (start_time, end_time, status, name, user, params, tags, metrics)
@@ -517,9 +491,13 @@ def engine(
         yield eng
         eng.dispose()
     else:
-        for eng in _pg_engine():
+        if not request.getfixturevalue("pg_available"):
+            missing_service(f"PostgreSQL at {PG_BASE}")
+        with pg_schema_url() as url:
+            eng = sa.create_engine(url)
             _load(eng)
             yield eng
+            eng.dispose()
 
 
 def _run_ids(
