@@ -75,3 +75,16 @@ def test_misuse_is_refused(home: Path, tmp_path: Path) -> None:
             opsloop.log_text("x", "../escape.txt")
         with pytest.raises(InvalidInput):
             opsloop.log_artifact(tmp_path / "missing.txt")
+
+
+def test_active_runs_are_per_thread(home: Path) -> None:
+    import threading
+
+    seen: list[object] = []
+    with opsloop.start_run() as run:
+        t = threading.Thread(target=lambda: seen.append(opsloop.active_run()))
+        t.start()
+        t.join()
+        assert opsloop.active_run() is not None
+        assert opsloop.active_run().info.run_id == run.run_id  # type: ignore[union-attr]
+    assert seen == [None]

@@ -86,7 +86,16 @@ class _MetricBuffer:
 
 
 _buffer = _MetricBuffer()
-_active: list[Run] = []
+
+
+class _RunStack(threading.local):
+    """The active runs of one thread (as MLflow's): a thread starts with none."""
+
+    def __init__(self) -> None:
+        self.runs: list[Run] = []
+
+
+_stack = _RunStack()
 _checked_keys: set[str] = set()
 _svc: tuple[Store, TrackingService] | None = None
 
@@ -150,13 +159,13 @@ def start_run(
             for step in range(100):
                 opsloop.log_metric("loss", 1 / (step + 1), step=step)
     """
-    if _active and not nested:
+    if _stack.runs and not nested:
         raise InvalidState(
-            f"run {_active[-1].info.run_id} is already active; end it first or pass nested=True"
+            f"run {_stack.runs[-1].info.run_id} is already active; end it first or pass nested=True"
         )
     svc = _service()
-    if experiment_id is None and experiment is None and nested and _active:
-        experiment_id = _active[-1].info.experiment_id  # a child run lives with its parent
+    if experiment_id is None and experiment is None and nested and _stack.runs:
+        experiment_id = _stack.runs[-1].info.experiment_id  # a child run lives with its parent
     if experiment_id is None:
         name = experiment or os.environ.get("OPSLOOP_EXPERIMENT") or "Default"
         experiment_id = "0" if name == "Default" else svc.get_or_create_experiment(name)
@@ -168,10 +177,10 @@ def start_run(
         user_id=_user(),
         run_name=run_name,
         tags=run_tags,
-        parent_run_id=_active[-1].info.run_id if (nested and _active) else None,
+        parent_run_id=_stack.runs[-1].info.run_id if (nested and _stack.runs) else None,
         source=os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python",
     )
-    _active.append(run)
+    _stack.runs.append(run)
     if params:
         log_params(params)
     return ActiveRun(run)
@@ -186,24 +195,24 @@ def _user() -> str:
 
 def active_run() -> Run | None:
     """The innermost active run, or None."""
-    return _active[-1] if _active else None
+    return _stack.runs[-1] if _stack.runs else None
 
 
 def _run_id() -> str:
-    if not _active:
+    if not _stack.runs:
         raise InvalidState("no active run: call opsloop.start_run() first")
-    return _active[-1].info.run_id
+    return _stack.runs[-1].info.run_id
 
 
 def end_run(status: str = RunStatus.FINISHED) -> None:
     """End the innermost active run, after writing its buffered metrics."""
-    if not _active:
+    if not _stack.runs:
         return
-    run = _active[-1]
+    run = _stack.runs[-1]
     try:
         _buffer.flush()
     finally:
-        _active.pop()
+        _stack.runs.pop()
         _service().update_run(run.info.run_id, status=status)
 
 
@@ -211,7 +220,7 @@ def log_metric(
     key: str, value: float, step: int | None = None, timestamp: int | None = None
 ) -> None:
     """Log one point of a metric series to the active run (buffered)."""
-    run_id = _active[-1].info.run_id if _active else _run_id()
+    run_id = _stack.runs[-1].info.run_id if _stack.runs else _run_id()
     if key not in _checked_keys:
         v.key("metric", key)
         _checked_keys.add(key)
@@ -278,7 +287,7 @@ def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None =
     p = Path(local_path)
     if not p.is_file():
         raise InvalidInput(f"{local_path} is not a file (use log_artifacts for a folder)")
-    run = _active[-1] if _active else None
+    run = _stack.runs[-1] if _stack.runs else None
     if run is None:
         _run_id()
         raise AssertionError
@@ -291,7 +300,7 @@ def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None =
     """Store every file of a local folder under the active run's artifacts."""
     from opsloop.store.artifacts import clean_path, join
 
-    run = _active[-1] if _active else None
+    run = _stack.runs[-1] if _stack.runs else None
     if run is None:
         _run_id()
         raise AssertionError
@@ -304,7 +313,7 @@ def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None =
 def log_text(text: str, artifact_file: str) -> str:
     from opsloop.store.artifacts import clean_path, join
 
-    run = _active[-1] if _active else None
+    run = _stack.runs[-1] if _stack.runs else None
     if run is None:
         _run_id()
         raise AssertionError
