@@ -13,6 +13,8 @@ The public API::
     model = opsloop.load_model("models:/churn@production")
 """
 
+from typing import Any
+
 from opsloop.errors import (
     Conflict,
     InvalidInput,
@@ -41,6 +43,16 @@ from opsloop.tracking.fluent import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> Any:
+    # ``opsloop.data`` pulls in pandas and pyarrow: loaded on first use, so that
+    # ``import opsloop`` (and every CLI command) stays quick.
+    if name == "data":
+        import opsloop.data
+
+        return opsloop.data
+    raise AttributeError(f"module 'opsloop' has no attribute {name!r}")
+
 __all__ = [
     "Conflict",
     "InvalidInput",
@@ -49,6 +61,7 @@ __all__ = [
     "OpsloopError",
     "__version__",
     "active_run",
+    "data",
     "end_run",
     "flush",
     "get_run",

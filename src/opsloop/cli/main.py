@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from opsloop.cli import data as data_cmd
 from opsloop.cli import db as db_cmd
 from opsloop.cli import models as models_cmd
 from opsloop.cli import runs as runs_cmd
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(data_cmd.app, name="data")
 err = Console(stderr=True)
 
 

@@ -254,6 +254,12 @@ class ArtifactStore:
         with self.db.write() as conn:
             _index_row(conn, path, sha, size)
 
+    @staticmethod
+    def index_in(conn: Any, path: str, sha: str, size: int) -> None:
+        """Make a stored blob visible at ``path`` inside the caller's write transaction,
+        so that the path appears together with the caller's own rows, or not at all."""
+        _index_row(conn, clean_path(path), sha, size)
+
     def put_bytes(self, path: str, data: bytes) -> FileInfo:
         path = clean_path(path)
         sha, size = self.blobs.put_bytes(data)

@@ -269,3 +269,44 @@ registered_model_aliases = Table(
     PrimaryKeyConstraint("name", "alias"),
     ForeignKeyConstraint(["name"], ["registered_models.name"], onupdate="CASCADE"),
 )
+
+# Datasets (opsloop.data): a name, and its versions numbered 1, 2, 3 in order of
+# registration. A version is canonical Parquet in the artifact store at
+# ``artifact_path``, named by ``digest`` (the SHA-256 of those bytes), so the same
+# content under one name is one version. ``schema``, ``profile`` and
+# ``validation_report`` are JSON (see opsloop.data.profile). The name's row is what
+# writers lock while they number a new version.
+dataset_names = Table(
+    "dataset_names",
+    metadata,
+    Column("name", String(MAX_NAME_LENGTH), primary_key=True),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("name", String(MAX_NAME_LENGTH), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("artifact_path", String(1024), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("num_rows", BigInteger, nullable=False),
+    Column("num_columns", Integer, nullable=False),
+    Column("schema", Text, nullable=False),
+    Column("profile", Text, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("source_type", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("run_id", String(32), nullable=True),
+    Column("produced_by_step", String(MAX_NAME_LENGTH), nullable=True),
+    Column("validation_report", Text, nullable=True),
+    PrimaryKeyConstraint("name", "version"),
+    ForeignKeyConstraint(["name"], ["dataset_names.name"], onupdate="CASCADE"),
+    Index("ix_dataset_versions_name_digest", "name", "digest", unique=True),
+    Index("ix_dataset_versions_digest", "digest"),
+    Index("ix_dataset_versions_run", "run_id"),
+)
