@@ -45,13 +45,18 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    # ``opsloop.data`` pulls in pandas and pyarrow: loaded on first use, so that
-    # ``import opsloop`` (and every CLI command) stays quick.
+    # ``opsloop.data`` and ``opsloop.pipelines`` pull in pandas and pyarrow: loaded on
+    # first use, so that ``import opsloop`` (and every CLI command) stays quick.
     if name == "data":
         import opsloop.data
 
         return opsloop.data
+    if name in ("step", "pipeline", "pipelines"):
+        import opsloop.pipelines
+
+        return opsloop.pipelines if name == "pipelines" else getattr(opsloop.pipelines, name)
     raise AttributeError(f"module 'opsloop' has no attribute {name!r}")
+
 
 __all__ = [
     "Conflict",
@@ -74,9 +79,12 @@ __all__ = [
     "log_param",
     "log_params",
     "log_text",
+    "pipeline",
+    "pipelines",
     "search_runs",
     "set_alias",
     "set_tag",
     "set_tags",
     "start_run",
+    "step",
 ]

@@ -1,0 +1,60 @@
+"""Pipelines: steps wired into a DAG, run tracked, cached, retried and in parallel.
+
+::
+
+    import opsloop
+    from opsloop.pipelines import pipeline, step
+
+    @step
+    def load(path: str) -> pd.DataFrame:
+        return pd.read_csv(path)
+
+    @step(outputs=("train", "test"))
+    def split(df: pd.DataFrame, frac: float = 0.8):
+        cut = int(len(df) * frac)
+        return df[:cut], df[cut:]
+
+    @step(retries=2, timeout=600)
+    def train(df: pd.DataFrame, lr: float):
+        return fit(df, lr)
+
+    @pipeline
+    def churn(path: str, lr: float = 0.1):
+        train_df, test_df = split(load(path))
+        train(train_df, lr=lr)
+
+    result = churn(path="churn.csv")         # or opsloop.pipelines.run(churn, {...})
+    model = result.output("train")
+
+Each step execution is a run nested under the pipeline's run, with its params, its
+stdout/stderr (``logs/``), its outputs (``outputs/``, Parquet for frames, cloudpickle
+otherwise) and a tag with each output's content hash. An unchanged step (same code,
+params and inputs) is served from the cache. The modules: ``steps`` and ``pipeline``
+(the decorators), ``graph`` (the DAG and its checks), ``fingerprint`` (code and params
+hashes), ``values`` (serialisation), ``cache`` (keys and the index), ``worker`` (one
+attempt), ``executors`` (where attempts run), ``records`` (batched tracking writes),
+``runner`` (the scheduler) and ``result``.
+"""
+
+from opsloop.pipelines.executors import Executor, InlineExecutor, LocalExecutor
+from opsloop.pipelines.graph import Graph, Output
+from opsloop.pipelines.pipeline import Pipeline, pipeline
+from opsloop.pipelines.result import PipelineFailed, PipelineResult, StepResult
+from opsloop.pipelines.runner import run
+from opsloop.pipelines.steps import Step, step
+
+__all__ = [
+    "Executor",
+    "Graph",
+    "InlineExecutor",
+    "LocalExecutor",
+    "Output",
+    "Pipeline",
+    "PipelineFailed",
+    "PipelineResult",
+    "Step",
+    "StepResult",
+    "pipeline",
+    "run",
+    "step",
+]

@@ -1,0 +1,440 @@
+"""Executors: where the attempts of steps run.
+
+The runner decides *what* runs and when (order, cache, retries, tracking); an executor
+decides *where* one attempt runs, and enforces its timeout, because only it knows how
+to stop what it started. Its futures never raise: every failure is an ``Outcome``.
+That split is what lets a Ray executor (one attempt = one Ray task, a timeout =
+``ray.cancel(force=True)``) slot in beside these two without touching the runner.
+
+* ``InlineExecutor`` runs each attempt in the calling thread, one at a time, passing
+  live values between steps: for debugging (breakpoints work) and for tiny steps. A
+  step that times out there is abandoned, since a thread cannot be killed.
+* ``LocalExecutor`` runs attempts in a ``ProcessPoolExecutor`` of ``forkserver`` (or,
+  where there is none, ``spawn``) processes, reused across steps and pipelines, so a
+  step costs no process start. A step with a timeout runs instead in a process of its
+  own from the same context, which is killed (and reaped) when the time is up: a pool
+  worker cannot be killed alone without breaking the pool for every other step.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import multiprocessing
+import os
+import pickle
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.context import BaseContext
+from typing import Any, Protocol, runtime_checkable
+
+from opsloop.errors import InvalidInput
+from opsloop.pipelines.values import dumps_code
+from opsloop.pipelines.worker import (
+    ERROR,
+    LOST,
+    TIMEOUT,
+    Outcome,
+    Task,
+    execute,
+    run_in_child,
+    run_payload,
+)
+
+# How long a fresh process for a timed step may take to start before it counts as lost.
+START_TIMEOUT = 120.0
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs attempts of steps. See the module docstring for the contract.
+
+    Example::
+
+        class MyExecutor:
+            capacity = 8              # attempts that may run at once
+            in_process = False        # True: tasks carry live values, not pickles
+            def submit(self, task: Task) -> Future[Outcome]: ...
+            def close(self) -> None: ...   # wait for running attempts, free resources
+            def abort(self) -> None: ...   # stop everything now (Ctrl-C)
+    """
+
+    @property
+    def capacity(self) -> int:
+        """How many attempts may run at once."""
+        ...
+
+    @property
+    def in_process(self) -> bool:
+        """Whether attempts run in this process (tasks then carry live values)."""
+        ...
+
+    def submit(self, task: Task) -> Future[Outcome]:
+        """Start one attempt; the future's result is its Outcome (it never raises)."""
+        ...
+
+    def close(self) -> None:
+        """Wait for running attempts, then free the executor's resources."""
+        ...
+
+    def abort(self) -> None:
+        """Stop every running attempt now (Ctrl-C); the executor stays usable."""
+        ...
+
+
+def _done(outcome: Outcome) -> Future[Outcome]:
+    fut: Future[Outcome] = Future()
+    fut.set_result(outcome)
+    return fut
+
+
+class InlineExecutor:
+    """Run each attempt in the calling thread (timed attempts: in a helper thread).
+
+    Example::
+
+        opsloop.pipelines.run(churn, {"path": "x.csv"}, executor=InlineExecutor())
+    """
+
+    capacity = 1
+    in_process = True
+
+    def submit(self, task: Task) -> Future[Outcome]:
+        """Run the attempt now, in this thread; the future is already done.
+
+        Example::
+
+            outcome = InlineExecutor().submit(task).result()
+        """
+        if task.timeout is None:
+            return _done(execute(task, in_worker=False))
+        box: list[Outcome] = []
+        thread = threading.Thread(
+            target=lambda: box.append(execute(task, in_worker=False)),
+            name=f"opsloop-step-{task.step}",
+            daemon=True,
+        )
+        thread.start()
+        thread.join(task.timeout)
+        if box:
+            return _done(box[0])
+        return _done(
+            Outcome(
+                TIMEOUT,
+                error=(
+                    f"TimeoutError: step {task.step!r} took longer than its timeout of "
+                    f"{task.timeout:g} s; it was abandoned (an in-process step cannot be "
+                    "killed and may still be running)"
+                ),
+                duration=task.timeout,
+            )
+        )
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def payload(task: Task) -> bytes:
+    """The bytes sent to a worker for ``task`` (project code by value, see ``values``).
+
+    Example::
+
+        data = payload(task)      # what run_payload(data) runs in a worker
+    """
+    return dumps_code(task.wire(), task.by_value)
+
+
+def _default_start_method() -> str:
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+class LocalExecutor:
+    """Run attempts in local worker processes, up to ``max_workers`` at once.
+
+    Workers start as Python's ``forkserver``/``spawn`` processes do: a script that runs
+    a pipeline at import time must do so under ``if __name__ == "__main__":``, as any
+    multiprocessing program must. ``abort()`` stops every attempt running on this
+    executor, whichever pipeline started it.
+
+    Example::
+
+        with LocalExecutor(max_workers=4) as ex:
+            opsloop.pipelines.run(churn, executor=ex)
+    """
+
+    in_process = False
+
+    def __init__(self, max_workers: int | None = None, *, start_method: str | None = None) -> None:
+        if max_workers is not None and (
+            isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+        ):
+            raise InvalidInput(f"max_workers must be an integer >= 1, got {max_workers!r}")
+        self.capacity: int = max_workers or os.cpu_count() or 1
+        method = start_method or _default_start_method()
+        self._ctx: BaseContext = multiprocessing.get_context(method)
+        if method == "forkserver":
+            # Workers fork from a server that has imported these once. The data
+            # libraries only if this process uses them (then its steps likely do too).
+            preload = ["opsloop.pipelines.worker"]
+            preload += [m for m in ("pandas", "pyarrow.parquet") if m in sys.modules]
+            self._ctx.set_forkserver_preload(preload)
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._children: set[Any] = set()
+        self._closed = False
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<LocalExecutor max_workers={self.capacity}>"
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise InvalidInput("this executor is closed")
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self.capacity, mp_context=self._ctx)
+            return self._pool
+
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        """Forget a broken pool; the next attempt starts a new one."""
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def warm(self) -> None:
+        """Start every worker process now rather than on the first steps.
+
+        Example::
+
+            LocalExecutor(8).warm()
+        """
+        pool = self._get_pool()
+        for fut in [pool.submit(time.sleep, 0.05) for _ in range(self.capacity)]:
+            fut.result()
+
+    def submit(self, task: Task) -> Future[Outcome]:
+        """Start the attempt in a worker (or, with a timeout, a process of its own).
+
+        Example::
+
+            fut = LocalExecutor(2).submit(task)
+            fut.result().status        # "ok"
+        """
+        data = payload(task)
+        out: Future[Outcome] = Future()
+        if task.timeout is not None:
+            threading.Thread(
+                target=self._run_child,
+                args=(data, task, out),
+                name=f"opsloop-step-{task.step}",
+                daemon=True,
+            ).start()
+            return out
+        for _ in range(2):
+            pool = self._get_pool()
+            try:
+                raw = pool.submit(run_payload, data)
+            except (BrokenProcessPool, RuntimeError):
+                # Broken, or shut down by an abort() on another thread: start afresh.
+                self._discard(pool)
+                continue
+            raw.add_done_callback(functools.partial(self._settle, out, pool))
+            return out
+        out.set_result(Outcome(LOST, error="RuntimeError: cannot start worker processes"))
+        return out
+
+    def _settle(
+        self, out: Future[Outcome], pool: ProcessPoolExecutor, raw: Future[Outcome]
+    ) -> None:
+        out.set_result(self._outcome(raw, pool))
+
+    def _outcome(self, raw: Future[Outcome], pool: ProcessPoolExecutor) -> Outcome:
+        try:
+            return raw.result()
+        except BrokenProcessPool as exc:
+            self._discard(pool)
+            return Outcome(
+                LOST,
+                error=f"BrokenProcessPool: a worker process died while the step ran ({exc})",
+            )
+        except CancelledError:
+            return Outcome(LOST, error="CancelledError: the attempt was cancelled")
+        except BaseException as exc:
+            return Outcome(
+                ERROR,
+                error=f"{type(exc).__name__}: {exc}",
+                traceback="".join(traceback.format_exception(exc)),
+            )
+
+    def _run_child(self, data: bytes, task: Task, out: Future[Outcome]) -> None:
+        recv, send = self._ctx.Pipe(duplex=False)
+        proc = self._ctx.Process(  # type: ignore[attr-defined]
+            target=run_in_child, args=(data, send), name=f"opsloop-step-{task.step}"
+        )
+        outcome: Outcome
+        try:
+            proc.start()
+            with self._lock:
+                self._children.add(proc)
+            send.close()
+            outcome = self._await_child(proc, recv, task)
+        except BaseException as exc:
+            outcome = Outcome(LOST, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            if proc.pid is not None:  # it started
+                if proc.is_alive():
+                    proc.kill()
+                proc.join()  # reap it: no zombies
+            recv.close()
+            with self._lock:
+                self._children.discard(proc)
+        out.set_result(outcome)
+
+    @staticmethod
+    def _await_child(proc: Any, recv: Any, task: Task) -> Outcome:
+        if not recv.poll(START_TIMEOUT):
+            return Outcome(
+                LOST, error=f"RuntimeError: the step's process did not start in {START_TIMEOUT:g} s"
+            )
+        try:
+            recv.recv_bytes()
+        except EOFError:
+            proc.join()
+            return Outcome(
+                LOST,
+                error=f"RuntimeError: the step's process exited (code {proc.exitcode}) "
+                "before the step started",
+            )
+        started = time.time()
+        assert task.timeout is not None
+        if not recv.poll(task.timeout):
+            proc.kill()
+            return Outcome(
+                TIMEOUT,
+                error=(
+                    f"TimeoutError: step {task.step!r} took longer than its timeout of "
+                    f"{task.timeout:g} s and was killed"
+                ),
+                started=started,
+                duration=task.timeout,
+            )
+        try:
+            outcome: Outcome = pickle.loads(recv.recv_bytes())
+        except EOFError:
+            proc.join()
+            return Outcome(
+                ERROR,
+                error=f"RuntimeError: the step's process died (exit code {proc.exitcode})",
+                started=started,
+                duration=time.time() - started,
+            )
+        return outcome
+
+    def close(self) -> None:
+        """Wait for running attempts to end and stop the worker processes.
+
+        Example::
+
+            ex = LocalExecutor(4)
+            ...
+            ex.close()
+        """
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._closed = True
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._kill_children()
+
+    def abort(self) -> None:
+        """Stop every running attempt now; the executor stays usable.
+
+        Example::
+
+            shared_local_executor().abort()    # after Ctrl-C
+        """
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            # ProcessPoolExecutor (3.11) has no public way to stop running work: kill
+            # its processes, then let shutdown reap them.
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.kill()
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._kill_children()
+
+    def _kill_children(self) -> None:
+        with self._lock:
+            children = list(self._children)
+        for proc in children:
+            if proc.is_alive():
+                proc.kill()
+
+
+_shared: dict[int, LocalExecutor] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_local_executor(max_workers: int | None = None) -> LocalExecutor:
+    """The process-wide ``LocalExecutor`` with ``max_workers`` workers, kept between runs
+    so that a pipeline does not pay for starting processes.
+
+    Example::
+
+        ex = shared_local_executor(4)
+    """
+    n = max_workers or os.cpu_count() or 1
+    with _shared_lock:
+        ex = _shared.get(n)
+        if ex is None:
+            ex = _shared[n] = LocalExecutor(n)
+        return ex
+
+
+@atexit.register
+def _close_shared() -> None:
+    with _shared_lock:
+        executors = list(_shared.values())
+        _shared.clear()
+    for ex in executors:
+        # Idle pools close at once; an interrupted run has already aborted its attempts.
+        ex.close()
+
+
+def resolve(executor: str | Executor, max_workers: int | None) -> Executor:
+    """The executor named by ``run(executor=...)``.
+
+    Example::
+
+        resolve("local", 4)      # the shared LocalExecutor with 4 workers
+        resolve("inline", None)  # an InlineExecutor
+    """
+    if max_workers is not None and (
+        isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+    ):
+        raise InvalidInput(f"max_workers must be an integer >= 1, got {max_workers!r}")
+    if isinstance(executor, str):
+        if executor == "local":
+            return shared_local_executor(max_workers)
+        if executor == "inline":
+            return InlineExecutor()
+        raise InvalidInput(
+            f"unknown executor {executor!r}: use 'local' (processes) or 'inline' (this "
+            "thread), or pass an Executor"
+        )
+    if isinstance(executor, Executor):
+        return executor
+    raise InvalidInput(f"executor must be 'local', 'inline' or an Executor, got {executor!r}")

@@ -1,0 +1,230 @@
+"""Step runs in the tracking tables, written in batches.
+
+Every step execution is a tracked run, nested under its pipeline's run. The tracking
+service writes one run per transaction, with a few queries to check what it is given;
+a pipeline of 200 short steps would spend most of its time there. So the runner
+collects what changed since its last write - runs that start, runs that end (status,
+tags, artifact paths of their outputs and logs, cache entries) - and writes all of it in
+one transaction, through the same tables, names and value rules as the tracking service
+(``opsloop.tracking.validation``), so the runs read back like any other.
+
+(Writing from a background thread was tried and measured slower: the writer and the
+scheduler contend for the GIL, and the loser waits out the interpreter's switch
+interval.)
+
+(A batched ``create_runs``/``log_batches`` in ``tracking.service`` would be the natural
+home for this; it lives here while the store's schema is being changed elsewhere.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from opsloop.core.ids import now_ms
+from opsloop.store import Store
+from opsloop.store.tables import MAX_TAG_VALUE_LENGTH
+from opsloop.tracking import validation as v
+from opsloop.tracking.service import TAG_PARENT, TAG_RUN_NAME, TAG_SOURCE, TAG_USER
+
+
+def clip(text: str, limit: int = MAX_TAG_VALUE_LENGTH) -> str:
+    """``text`` cut to ``limit`` characters, marking the cut.
+
+    Example::
+
+        >>> clip("abcdef", 4)
+        'abc…'
+    """
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class NewRun:
+    run_id: str
+    name: str
+    status: str
+    start_time: int
+    end_time: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunEnd:
+    run_id: str
+    status: str
+    end_time: int
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    """What one transaction writes."""
+
+    new_runs: list[NewRun] = field(default_factory=list)
+    ends: list[RunEnd] = field(default_factory=list)
+    # (artifact path, blob sha256, size)
+    artifacts: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.new_runs or self.ends or self.artifacts)
+
+
+class _SQL:
+    """The statements of ``Recorder.write`` for one dialect, as driver SQL.
+
+    Executed with the driver's executemany: for a batch of a few rows per table that
+    is ~4x faster than SQLAlchemy Core statements (measured: 0.8 ms vs 0.2 ms for one
+    step's start and another's end on SQLite), which matters at hundreds of steps.
+    """
+
+    def __init__(self, dialect: str) -> None:
+        ph = "?" if dialect == "sqlite" else "%s"
+
+        def marks(n: int) -> str:
+            return ", ".join([ph] * n)
+
+        self.insert_runs = (
+            "INSERT INTO runs (run_uuid, experiment_id, name, status, start_time, end_time, "
+            "user_id, source, lifecycle_stage, artifact_uri, parent_run_id, deleted_time) "
+            f"VALUES ({marks(12)})"
+        )
+        self.insert_params = f"INSERT INTO params (run_uuid, key, value) VALUES ({marks(3)})"
+        self.upsert_tags = (
+            f"INSERT INTO tags (run_uuid, key, value) VALUES ({marks(3)}) "
+            "ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value"
+        )
+        self.end_runs = f"UPDATE runs SET status = {ph}, end_time = {ph} WHERE run_uuid = {ph}"
+        self.upsert_artifacts = (
+            f"INSERT INTO artifact_files (path, sha256, size, created) VALUES ({marks(4)}) "
+            "ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, "
+            "size = excluded.size, created = excluded.created"
+        )
+
+
+_dialects: dict[str, _SQL] = {}
+
+
+class Recorder:
+    """Writes the step runs of one pipeline run.
+
+    Example::
+
+        rec = Recorder(store, experiment_id="3", artifact_root="3", parent_run_id=pid,
+                       user="ana", source="train.py")
+        batch = Batch(new_runs=[NewRun(rid, "load", "RUNNING", now_ms())])
+        rec.write(batch)
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        experiment_id: str,
+        artifact_location: str,
+        artifact_root: str,
+        parent_run_id: str,
+        user: str,
+        source: str,
+    ) -> None:
+        self.store = store
+        self.experiment_id = int(experiment_id)
+        self.artifact_location = artifact_location.rstrip("/")
+        self.artifact_root = artifact_root.strip("/")
+        self.parent_run_id = parent_run_id
+        self.user = user
+        self.source = source
+
+    def run_artifacts(self, run_id: str) -> str:
+        """The artifact store path under which a run's artifacts live."""
+        return f"{self.artifact_root}/{run_id}/artifacts"
+
+    def write(self, batch: Batch) -> None:
+        """Write ``batch`` in one transaction: all of it, or none of it."""
+        if batch:
+            with self.store.db.write() as conn:
+                self.write_in(conn, batch)
+
+    def write_in(self, conn: Connection, batch: Batch) -> None:
+        """Write ``batch`` in the caller's (write) transaction."""
+        if not batch:
+            return
+        sql = _dialects.get(self.store.db.dialect)
+        if sql is None:
+            sql = _dialects[self.store.db.dialect] = _SQL(self.store.db.dialect)
+        run_rows: list[tuple[Any, ...]] = []
+        tag_rows: list[tuple[str, str, str]] = []
+        param_rows: list[tuple[str, str, str]] = []
+        for r in batch.new_runs:
+            run_rows.append(
+                (
+                    r.run_id,
+                    self.experiment_id,
+                    r.name,
+                    r.status,
+                    r.start_time,
+                    r.end_time,
+                    self.user,
+                    self.source,
+                    "active",
+                    f"{self.artifact_location}/{r.run_id}/artifacts",
+                    self.parent_run_id,
+                    None,
+                )
+            )
+            base = {TAG_RUN_NAME: r.name, TAG_PARENT: self.parent_run_id}
+            if self.user:
+                base[TAG_USER] = self.user
+            if self.source:
+                base[TAG_SOURCE] = self.source
+            tag_rows.extend(_tag_rows(r.run_id, {**base, **r.tags}))
+            param_rows.extend((r.run_id, k, val) for k, val in r.params.items())
+        for e in batch.ends:
+            tag_rows.extend(_tag_rows(e.run_id, e.tags))
+        now = now_ms()
+        statements: list[tuple[str, list[Any]]] = [
+            (sql.insert_runs, run_rows),
+            (sql.insert_params, param_rows),
+            (sql.upsert_tags, tag_rows),
+            (sql.end_runs, [(e.status, e.end_time, e.run_id) for e in batch.ends]),
+            (
+                sql.upsert_artifacts,
+                [(path, sha, size, now) for path, sha, size in batch.artifacts],
+            ),
+        ]
+        driver: Any = conn.connection.driver_connection
+        if self.store.db.dialect == "postgresql" and hasattr(driver, "pipeline"):
+            # psycopg's pipeline mode: every statement in one round trip instead of one
+            # each (measured on loopback: 0.4 vs 1.6 ms for one step's start and end).
+            with driver.pipeline(), driver.cursor() as cur:
+                for text, rows in statements:
+                    if rows:
+                        cur.executemany(text, rows)
+            return
+        for text, rows in statements:
+            if rows:
+                conn.exec_driver_sql(text, rows)
+
+
+def _tag_rows(run_id: str, values: dict[str, str]) -> list[tuple[str, str, str]]:
+    return [(run_id, k, clip(val)) for k, val in values.items()]
+
+
+def check_param_keys(step: str, keys: Sequence[str]) -> None:
+    """Refuse param names the tracking store would refuse, naming the step.
+
+    Example::
+
+        check_param_keys("train", ["lr", "layers"])
+    """
+    from opsloop.errors import InvalidInput
+
+    for k in keys:
+        try:
+            v.key("param", k)
+        except InvalidInput as exc:
+            raise InvalidInput(f"step {step!r}: {exc.message}") from None
