@@ -11,6 +11,7 @@ from rich.console import Console
 from opsloop.cli import data as data_cmd
 from opsloop.cli import db as db_cmd
 from opsloop.cli import models as models_cmd
+from opsloop.cli import run as run_cmd
 from opsloop.cli import runs as runs_cmd
 from opsloop.errors import OpsloopError
 
@@ -54,6 +55,9 @@ def server(
     from opsloop.server.runner import run_server
 
     run_server(host, port, workers)
+
+
+app.command("run")(run_cmd.run)
 
 
 @app.command()

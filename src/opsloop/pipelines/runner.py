@@ -31,7 +31,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -268,8 +268,10 @@ class _Runner:
         recorder: Recorder,
         *,
         read_cache: bool,
+        progress: Callable[[str, str], None] | None = None,
     ) -> None:
         self.graph = graph
+        self.progress = progress
         self.order = order
         self.prepared = prepared
         self.store = store
@@ -293,6 +295,11 @@ class _Runner:
         self._empty_logged = False
 
     # -- the loop ---------------------------------------------------------------------
+
+    def _notify(self, name: str, status: str) -> None:
+        """Tell the caller's progress display that a step changed state."""
+        if self.progress is not None:
+            self.progress(name, status)
 
     def loop(self) -> None:
         total = len(self.order)
@@ -432,6 +439,7 @@ class _Runner:
         st = self.states[name]
         st.status = FINISHED
         st.cache_hit = True
+        self._notify(name, "cached")
         st.cache_source = entry.run_id
         st.outputs = entry.outputs
         st.run_id = new_run_id()
@@ -455,6 +463,7 @@ class _Runner:
             if st.run_id is None:
                 st.run_id = new_run_id()
                 st.status = RUNNING
+                self._notify(name, RUNNING)
                 tags = self._base_tags(name)
                 tags[TAG_CACHE] = "miss" if self._reads_cache(name) else "off"
                 batch.new_runs.append(
@@ -533,6 +542,7 @@ class _Runner:
         st.stderr.append(stderr)
         if outcome.status == OK:
             st.status = FINISHED
+            self._notify(name, FINISHED)
             st.outputs = outcome.outputs
             st.values = outcome.values
             self._finish(name, batch, outcome.cache_entry)
@@ -545,6 +555,7 @@ class _Runner:
         else:
             st.status = FAILED
             st.error = outcome.error or "the step failed"
+            self._notify(name, FAILED)
             st.traceback = outcome.traceback or (outcome.error or "") + "\n"
             self._fail(name, batch)
             self._terminal(name)
@@ -614,6 +625,7 @@ class _Runner:
             st = self.states[down]
             if st.status == PENDING:
                 st.status = SKIPPED
+                self._notify(down, SKIPPED)
                 self._terminal(down)
                 stack.extend(self.downstream[down])
 
@@ -743,6 +755,7 @@ def run(
     run_name: str | None = None,
     store: Store | None = None,
     raise_on_failure: bool = True,
+    progress: Callable[[str, str], None] | None = None,
 ) -> PipelineResult:
     """Build, check and run a pipeline; every step becomes a run nested under the
     pipeline's run, in the experiment named after the pipeline (or ``experiment``).
@@ -753,6 +766,8 @@ def run(
     produce (a step's own ``cache=False`` neither reads nor writes it). A failed step
     raises ``PipelineFailed`` (its ``.result`` tells all) unless
     ``raise_on_failure=False``; running the pipeline again resumes from the cache.
+    ``progress(step, status)`` is called as each step starts, finishes, is served from
+    the cache (status ``"cached"``), fails or is skipped (for a progress display).
 
     Example::
 
@@ -798,7 +813,9 @@ def run(
         user=_user(),
         source=source,
     )
-    runner = _Runner(graph, order, prepared, store, ex, recorder, read_cache=cache)
+    runner = _Runner(
+        graph, order, prepared, store, ex, recorder, read_cache=cache, progress=progress
+    )
     try:
         runner.loop()
     except BaseException as exc:

@@ -1,0 +1,136 @@
+"""``opsloop run module:pipeline``: run a pipeline from the shell with a live DAG view."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from opsloop.errors import InvalidInput
+
+console = Console()
+
+_STYLE = {
+    "pending": "dim",
+    "RUNNING": "yellow",
+    "FINISHED": "green",
+    "cached": "cyan",
+    "FAILED": "red",
+    "SKIPPED": "dim",
+}
+
+
+def load_target(spec: str) -> Any:
+    """The object ``module:name`` (or ``path/to/file.py:name``) names, importing it with
+    the current folder on the path, as ``uvicorn`` and ``prefect`` do."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise InvalidInput(f"{spec!r}: give MODULE:PIPELINE, e.g. flows.churn:train_pipeline")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name).resolve()
+            if not path.is_file():
+                raise InvalidInput(f"{module_name}: no such file")
+            mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+            if mod_spec is None or mod_spec.loader is None:
+                raise InvalidInput(f"{module_name}: cannot be imported")
+            module = importlib.util.module_from_spec(mod_spec)
+            sys.modules[path.stem] = module
+            mod_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise InvalidInput(f"cannot import {module_name!r}: {exc}") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise InvalidInput(f"module {module_name!r} has no {attr!r}") from None
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; a value that parses as JSON is taken as JSON (numbers, lists…)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"parameter {pair!r} is not KEY=VALUE")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def run(
+    target: Annotated[str, typer.Argument(help="MODULE:PIPELINE or path/to/file.py:PIPELINE.")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE (JSON values parsed).")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every step again.")] = False,
+    executor: Annotated[str, typer.Option(help="local (processes) or inline.")] = "local",
+    max_workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    experiment: Annotated[
+        str | None, typer.Option(help="Experiment (default: the pipeline's name).")
+    ] = None,
+) -> None:
+    """Run a pipeline: each step a tracked run, unchanged steps from the cache."""
+    from opsloop.pipelines import Pipeline
+    from opsloop.pipelines import run as run_pipeline
+
+    pipe = load_target(target)
+    if not isinstance(pipe, Pipeline):
+        raise InvalidInput(f"{target!r} is not an @opsloop.pipeline (got {type(pipe).__name__})")
+    params = parse_params(param or [])
+    graph = pipe.build(**params)
+    status = dict.fromkeys(graph.nodes, "pending")
+
+    def table() -> Table:
+        t = Table(title=f"pipeline {graph.name!r}")
+        t.add_column("step")
+        t.add_column("needs")
+        t.add_column("status")
+        for name, node in graph.nodes.items():
+            st = status[name]
+            t.add_row(
+                name, ", ".join(sorted(node.upstream)), f"[{_STYLE.get(st, '')}]{st.lower()}[/]"
+            )
+        return t
+
+    with Live(table(), console=console, refresh_per_second=8, transient=False) as live:
+
+        def progress(step: str, state: str) -> None:
+            status[step] = state
+            live.update(table())
+
+        result = run_pipeline(
+            pipe,
+            params,
+            executor=executor,
+            max_workers=max_workers,
+            cache=not no_cache,
+            experiment=experiment,
+            raise_on_failure=False,
+            progress=progress,
+        )
+    hits = sum(1 for s in result.steps.values() if s.cache_hit)
+    console.print()
+    console.print(
+        f"{result.status.lower()} in {result.duration:.2f} s — {len(result.steps)} steps, "
+        f"{hits} from the cache; pipeline run {result.run_id}"
+    )
+    if not result.ok:
+        for name, s in result.steps.items():
+            if s.error:
+                console.print(f"[red]{name}[/red]: {s.error.strip().splitlines()[-1]}")
+        raise typer.Exit(1)

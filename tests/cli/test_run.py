@@ -1,0 +1,77 @@
+"""``opsloop run module:pipeline`` from the shell."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+FLOWS = textwrap.dedent(
+    """
+    import opsloop
+
+    @opsloop.step
+    def load(n: int):
+        return list(range(n))
+
+    @opsloop.step
+    def square(xs):
+        return [x * x for x in xs]
+
+    @opsloop.step
+    def total(xs, ys):
+        return sum(xs) + sum(ys)
+
+    @opsloop.step
+    def boom(xs):
+        raise ValueError("bad batch")
+
+    @opsloop.pipeline
+    def good(n: int = 10):
+        xs = load(n)
+        return total(xs, square(xs))
+
+    @opsloop.pipeline
+    def bad(n: int = 3):
+        return total(boom(load(n)), load(n))
+    """
+)
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OPSLOOP_HOME": str(tmp_path / "home"), "COLUMNS": "160"}
+    env.pop("OPSLOOP_DATABASE_URL", None)
+    env.pop("OPSLOOP_ARTIFACTS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "opsloop.cli.main", "run", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_run_twice_hits_the_cache(tmp_path: Path) -> None:
+    (tmp_path / "flows.py").write_text(FLOWS)
+    first = _run(tmp_path, "flows:good", "-p", "n=5", "--executor", "inline")
+    assert first.returncode == 0, first.stderr
+    assert "3 steps, 0 from the cache" in first.stdout
+    second = _run(tmp_path, "flows:good", "-p", "n=5", "--executor", "inline")
+    assert "3 steps, 3 from the cache" in second.stdout
+    fresh = _run(tmp_path, "flows:good", "-p", "n=5", "--executor", "inline", "--no-cache")
+    assert "3 steps, 0 from the cache" in fresh.stdout
+    other = _run(tmp_path, "flows.py:good", "-p", "n=6", "--executor", "inline")
+    assert other.returncode == 0 and "3 steps, 0 from the cache" in other.stdout
+
+
+def test_failures_and_bad_targets(tmp_path: Path) -> None:
+    (tmp_path / "flows.py").write_text(FLOWS)
+    failed = _run(tmp_path, "flows:bad", "--executor", "inline")
+    assert failed.returncode == 1
+    assert "failed" in failed.stdout and "bad batch" in failed.stdout
+    assert _run(tmp_path, "flows:nope").returncode == 2
+    assert _run(tmp_path, "no_such_module:x").returncode == 2
+    assert _run(tmp_path, "flows:good", "-p", "oops").returncode == 2
