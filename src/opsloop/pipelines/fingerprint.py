@@ -48,7 +48,7 @@ import sysconfig
 import types
 import uuid
 from collections.abc import Callable, Iterable
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 # Bump when the encoding below changes: every cache key changes with it.
@@ -207,6 +207,11 @@ def _canon(value: Any, dump: Callable[[Any], bytes] | None, depth: int) -> Any:
         return {"$enum": f"{_qualified(type(value))}.{value.name}"}
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return {"$" + type(value).__name__: value.isoformat()}
+    if isinstance(value, Path) and value.exists():
+        # A path given to a step counts by what it holds (see filehash).
+        from opsloop.pipelines.filehash import path_digest
+
+        return {"$path": [str(value), path_digest(value)]}
     if isinstance(value, (decimal.Decimal, uuid.UUID, PurePath, complex)):
         return {"$" + type(value).__name__: str(value)}
     numpy = sys.modules.get("numpy")
