@@ -39,6 +39,7 @@ attempt), ``executors`` (where attempts run), ``records`` (batched tracking writ
 from opsloop.pipelines.executors import Executor, InlineExecutor, LocalExecutor
 from opsloop.pipelines.graph import Graph, Output
 from opsloop.pipelines.pipeline import Pipeline, pipeline
+from opsloop.pipelines.ray_executor import RayExecutor
 from opsloop.pipelines.result import PipelineFailed, PipelineResult, StepResult
 from opsloop.pipelines.runner import run
 from opsloop.pipelines.steps import Step, step
@@ -52,6 +53,7 @@ __all__ = [
     "Pipeline",
     "PipelineFailed",
     "PipelineResult",
+    "RayExecutor",
     "Step",
     "StepResult",
     "pipeline",

@@ -421,6 +421,7 @@ def resolve(executor: str | Executor, max_workers: int | None) -> Executor:
 
         resolve("local", 4)      # the shared LocalExecutor with 4 workers
         resolve("inline", None)  # an InlineExecutor
+        resolve("ray", None)     # the shared RayExecutor (RAY_ADDRESS, or a local Ray)
     """
     if max_workers is not None and (
         isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
@@ -431,10 +432,16 @@ def resolve(executor: str | Executor, max_workers: int | None) -> Executor:
             return shared_local_executor(max_workers)
         if executor == "inline":
             return InlineExecutor()
+        if executor == "ray":
+            from opsloop.pipelines.ray_executor import shared_ray_executor
+
+            return shared_ray_executor(max_workers)
         raise InvalidInput(
-            f"unknown executor {executor!r}: use 'local' (processes) or 'inline' (this "
-            "thread), or pass an Executor"
+            f"unknown executor {executor!r}: use 'local' (processes), 'inline' (this "
+            "thread) or 'ray' (a Ray cluster), or pass an Executor"
         )
     if isinstance(executor, Executor):
         return executor
-    raise InvalidInput(f"executor must be 'local', 'inline' or an Executor, got {executor!r}")
+    raise InvalidInput(
+        f"executor must be 'local', 'inline', 'ray' or an Executor, got {executor!r}"
+    )

@@ -1,0 +1,225 @@
+"""The Ray executor, on a real Ray cluster of its own (a head node on loopback)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from opsloop.errors import InvalidInput
+from opsloop.pipelines import pipeline, run, step
+from opsloop.pipelines import ray_executor as ray_module
+from opsloop.pipelines.executors import resolve
+from opsloop.pipelines.ray_executor import RayExecutor
+from opsloop.store import Store
+from tests.conftest import free_port, missing_service
+from tests.pipelines.helpers import artifacts, step_runs
+
+sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A Ray head node (``ray start --head --block``) on a free loopback port."""
+    try:
+        import ray
+    except ImportError:
+        missing_service("ray (pip install 'opsloop[ray]')")
+    exe = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
+    port = free_port()
+    # Short: Ray puts unix sockets under it.
+    temp = tempfile.mkdtemp(prefix="olray", dir="/tmp")
+    log = Path(temp) / "start.log"
+    # A throwaway cluster on loopback: no usage stats, no auth token to share.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                exe,
+                "start",
+                "--head",
+                "--block",
+                f"--port={port}",
+                "--node-ip-address=127.0.0.1",
+                "--num-cpus=2",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+                f"--temp-dir={temp}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own process group: torn down as one
+        )
+
+    def stop() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # SIGTERM would drain for 30 s
+        proc.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+    deadline = time.monotonic() + 60
+    while b"Ray runtime started" not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop()
+            missing_service("a Ray head node (`ray start --head` did not come up)")
+        time.sleep(0.2)
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        stop()
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved
+
+
+@pytest.fixture(scope="module")
+def ray_ex(cluster: str) -> Iterator[RayExecutor]:
+    with RayExecutor(address=cluster) as ex:
+        yield ex
+
+
+def test_ray_not_installed_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    monkeypatch.setattr(ray_module, "_shared", {})
+    with pytest.raises(InvalidInput, match=r"pip install 'opsloop\[ray\]'"):
+        resolve("ray", None)
+    with pytest.raises(InvalidInput, match=r"pip install 'opsloop\[ray\]'"):
+        RayExecutor()
+
+
+@step
+def frame(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"a": range(n), "b": [x * 10 for x in range(n)]})
+
+
+@step
+def column_sum(df: pd.DataFrame, col: str) -> int:
+    print(f"pid {os.getpid()} sums {col}")
+    return int(df[col].sum())
+
+
+@step
+def scaled(df: pd.DataFrame, k: int) -> pd.DataFrame:
+    return df * k
+
+
+@step
+def combine(x: int, y: int, df: pd.DataFrame) -> dict[str, int]:
+    return {"a": x, "b": y, "rows": len(df), "total": int(df.to_numpy().sum())}
+
+
+@pipeline
+def fan(n: int):
+    df = frame(n)
+    combine(column_sum(df, "a"), column_sum(df, "b"), scaled(df, 2))
+
+
+@sqlite_only
+def test_pipeline_runs_on_ray_tracked_and_cached(store: Store, ray_ex: RayExecutor) -> None:
+    assert ray_ex.capacity == 2  # the cluster's CPUs
+    r = run(fan, {"n": 5}, store=store, executor=ray_ex)
+    assert r.ok
+    assert r.output("combine") == {"a": 10, "b": 100, "rows": 5, "total": 220}
+    pd.testing.assert_frame_equal(
+        r.output("scaled"), pd.DataFrame({"a": [0, 2, 4, 6, 8], "b": [0, 20, 40, 60, 80]})
+    )
+    runs = step_runs(store, r.run_id)
+    names = {"frame", "column_sum", "column_sum_2", "scaled", "combine"}
+    assert set(runs) == names
+    assert all(run_.info.status == "FINISHED" for run_ in runs.values())
+    files = artifacts(store, runs["column_sum_2"])
+    assert b"sums b" in files["logs/stdout.txt"]
+    assert [p for p in files if p.startswith("outputs/")]
+    assert not any(s.cache_hit for s in r.steps.values())
+
+    # "ray" names the shared executor, on the Ray this process is connected to
+    assert isinstance(resolve("ray", None), RayExecutor)
+    again = run(fan, {"n": 5}, store=store, executor="ray")
+    assert all(s.cache_hit for s in again.steps.values())
+    assert again.output("combine") == r.output("combine")
+
+
+@step(retries=1, retry_backoff=0.0)
+def crashes_once(marker: str) -> int:
+    path = Path(marker)
+    if not path.exists():
+        path.write_text(str(os.getpid()))
+        os._exit(1)  # the Ray worker process dies under the step
+    return 7
+
+
+@sqlite_only
+def test_a_crashed_worker_fails_the_attempt_and_the_retry_succeeds(
+    store: Store, ray_ex: RayExecutor, tmp_path: Path
+) -> None:
+    @pipeline
+    def p(marker: str):
+        crashes_once(marker)
+
+    r = run(p, {"marker": str(tmp_path / "crashed")}, store=store, executor=ray_ex, cache=False)
+    s = r.steps["crashes_once"]
+    assert (s.status, s.attempts) == ("FINISHED", 2)
+    assert r.output("crashes_once") == 7
+    run_ = step_runs(store, r.run_id)["crashes_once"]
+    files = artifacts(store, run_)
+    assert len([p for p in files if p.startswith("outputs/")]) == 1  # stored once
+    assert b"WorkerCrashedError" in files["logs/stderr.txt"]
+
+
+@step(timeout=1.0, retries=0)
+def sleeper(pidfile: str, seconds: float) -> int:
+    Path(pidfile).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@sqlite_only
+def test_a_step_over_its_timeout_is_cancelled_on_ray(
+    store: Store, ray_ex: RayExecutor, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "pid"
+
+    @pipeline
+    def p(seconds: float):
+        sleeper(str(pidfile), seconds)
+
+    t0 = time.perf_counter()
+    r = run(p, {"seconds": 60}, store=store, executor=ray_ex, raise_on_failure=False)
+    assert time.perf_counter() - t0 < 20
+    s = r.steps["sleeper"]
+    assert s.status == "FAILED"
+    assert "took longer than its timeout of 1 s and was killed" in (s.error or "")
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)  # ray.cancel(force=True) killed the worker
+
+    # within its timeout, a timed step runs normally
+    ok: Any = run(p, {"seconds": 0.01}, store=store, executor=ray_ex)
+    assert ok.output("sleeper") == 1
