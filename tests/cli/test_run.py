@@ -10,6 +10,8 @@ from pathlib import Path
 
 FLOWS = textwrap.dedent(
     """
+    from pathlib import Path
+
     import opsloop
 
     @opsloop.step
@@ -32,6 +34,14 @@ FLOWS = textwrap.dedent(
     def good(n: int = 10):
         xs = load(n)
         return total(xs, square(xs))
+
+    @opsloop.step
+    def size(path):
+        return len(path.read_bytes())
+
+    @opsloop.pipeline
+    def measure(path: Path):
+        return size(path)
 
     @opsloop.pipeline
     def bad(n: int = 3):
@@ -65,6 +75,25 @@ def test_run_twice_hits_the_cache(tmp_path: Path) -> None:
     assert "3 steps, 0 from the cache" in fresh.stdout
     other = _run(tmp_path, "flows.py:good", "-p", "n=6", "--executor", "inline")
     assert other.returncode == 0 and "3 steps, 0 from the cache" in other.stdout
+
+
+def test_a_path_parameter_counts_by_content(tmp_path: Path) -> None:
+    (tmp_path / "flows.py").write_text(FLOWS)
+    data = tmp_path / "data.txt"
+    data.write_text("abc")
+    assert (
+        "0 from the cache"
+        in _run(tmp_path, "flows:measure", "-p", f"path={data}", "--executor", "inline").stdout
+    )
+    assert (
+        "1 from the cache"
+        in _run(tmp_path, "flows:measure", "-p", f"path={data}", "--executor", "inline").stdout
+    )
+    data.write_text("abcd")
+    assert (
+        "0 from the cache"
+        in _run(tmp_path, "flows:measure", "-p", f"path={data}", "--executor", "inline").stdout
+    )
 
 
 def test_failures_and_bad_targets(tmp_path: Path) -> None:

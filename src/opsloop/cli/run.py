@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import sys
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -72,6 +73,25 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _typed(fn: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Shell values for parameters annotated ``Path`` become paths (so a file given on
+    the command line counts by its content in the cache, as it does from Python)."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        hints = {}
+    out = dict(params)
+    for key, value in params.items():
+        hint = hints.get(key)
+        if (
+            isinstance(value, str)
+            and hint is not None
+            and (hint is Path or Path in typing.get_args(hint))
+        ):
+            out[key] = Path(value)
+    return out
+
+
 def run(
     target: Annotated[str, typer.Argument(help="MODULE:PIPELINE or path/to/file.py:PIPELINE.")],
     param: Annotated[
@@ -91,7 +111,7 @@ def run(
     pipe = load_target(target)
     if not isinstance(pipe, Pipeline):
         raise InvalidInput(f"{target!r} is not an @opsloop.pipeline (got {type(pipe).__name__})")
-    params = parse_params(param or [])
+    params = _typed(pipe.fn, parse_params(param or []))
     graph = pipe.build(**params)
     status = dict.fromkeys(graph.nodes, "pending")
 
