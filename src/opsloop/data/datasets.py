@@ -23,22 +23,16 @@ from opsloop.data.compare import DatasetDiff
 from opsloop.data.entities import Dataset, DatasetVersion
 from opsloop.data.service import DatasetService
 from opsloop.errors import InvalidInput
-from opsloop.store import Store, default_store
+from opsloop.store import default_service
 from opsloop.tracking import fluent
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]
     import pyarrow as pa
 
-_svc: tuple[Store, DatasetService] | None = None
-
 
 def _service() -> DatasetService:
-    global _svc
-    store = default_store()
-    if _svc is None or _svc[0] is not store:
-        _svc = (store, DatasetService(store))
-    return _svc[1]
+    return default_service(DatasetService)
 
 
 def register(

@@ -22,20 +22,14 @@ from typing import Any
 from opsloop.errors import InvalidInput, NotFound
 from opsloop.registry.entities import ModelVersion
 from opsloop.registry.service import RegistryService
-from opsloop.store import Store, default_store
+from opsloop.store import default_service
 from opsloop.tracking import fluent
 from opsloop.tracking.entities import ModelOutput
 from opsloop.tracking.service import TrackingService, artifact_path_of
 
-_svc: tuple[Store, RegistryService] | None = None
-
 
 def _registry() -> RegistryService:
-    global _svc
-    store = default_store()
-    if _svc is None or _svc[0] is not store:
-        _svc = (store, RegistryService(store))
-    return _svc[1]
+    return default_service(RegistryService)
 
 
 def log_model(

@@ -11,6 +11,8 @@ migrations and gives the one object that every part works through::
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from opsloop.core.config import Settings
 from opsloop.store.artifacts import ArtifactStore, BlobStore
@@ -53,10 +55,31 @@ def default_store() -> Store:
         return _default
 
 
+S = TypeVar("S")
+_services: dict[Any, tuple[Store, Any]] = {}
+
+
+def default_service(factory: Callable[[Store], S]) -> S:
+    """One ``factory(store)`` (a domain part's service) per process for the default
+    store, made again when the settings point at another store.
+
+    Example::
+
+        tracking = default_service(TrackingService)
+    """
+    store = default_store()
+    held = _services.get(factory)
+    if held is None or held[0] is not store:
+        held = _services[factory] = (store, factory(store))
+    service: S = held[1]
+    return service
+
+
 def reset_default_store() -> None:
     global _default, _default_key
     with _lock:
         if _default is not None:
             _default.close()
         _default = None
+        _services.clear()
         _default_key = None

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from opsloop.errors import InvalidInput, InvalidState
-from opsloop.store import Store, default_store
+from opsloop.store import default_service
 from opsloop.tracking import validation as v
 from opsloop.tracking.entities import Run, RunStatus
 from opsloop.tracking.service import TrackingService, artifact_path_of
@@ -97,15 +97,10 @@ class _RunStack(threading.local):
 
 _stack = _RunStack()
 _checked_keys: set[str] = set()
-_svc: tuple[Store, TrackingService] | None = None
 
 
 def _service() -> TrackingService:
-    global _svc
-    store = default_store()
-    if _svc is None or _svc[0] is not store:
-        _svc = (store, TrackingService(store))
-    return _svc[1]
+    return default_service(TrackingService)
 
 
 def flush() -> None:
