@@ -109,21 +109,8 @@ def dataset_input(d: DatasetInput) -> dict[str, Any]:
 
 
 def run(r: Run, inf: float = math.inf) -> dict[str, Any]:
-    """One run; inlined because search returns thousands (dict building is the cost)."""
-    i = r.info
-    info: dict[str, Any] = {
-        "run_id": i.run_id,
-        "run_uuid": i.run_id,
-        "run_name": i.run_name,
-        "experiment_id": i.experiment_id,
-        "user_id": i.user_id,
-        "status": i.status,
-        "start_time": i.start_time,
-        "artifact_uri": i.artifact_uri,
-        "lifecycle_stage": i.lifecycle_stage,
-    }
-    if i.end_time is not None:
-        info["end_time"] = i.end_time
+    """One run; its loops inlined because search returns thousands (dict building is the cost)."""
+    info = run_info(r.info)
     data: dict[str, Any] = {}
     if r.metrics:
         data["metrics"] = [
