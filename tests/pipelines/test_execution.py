@@ -233,7 +233,7 @@ def test_a_worker_that_dies_fails_its_step_and_the_pool_recovers(
 
     r = run(p, store=store, executor=two_workers, raise_on_failure=False, cache=False)
     assert r.steps["dies"].status == "FAILED"
-    assert "BrokenProcessPool" in (r.steps["dies"].error or "")
+    assert "WorkerLost" in (r.steps["dies"].error or "")
     assert r.steps["dies"].attempts == 1  # the first loss was retried free of charge
 
     @pipeline

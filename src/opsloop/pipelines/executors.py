@@ -19,16 +19,16 @@ That split is what lets a Ray executor (one attempt = one Ray task, a timeout =
 from __future__ import annotations
 
 import atexit
-import functools
+import contextlib
 import multiprocessing
 import os
 import pickle
 import sys
 import threading
 import time
-import traceback
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections import deque
+from concurrent.futures import Future
+from multiprocessing.connection import wait as mp_wait
 from multiprocessing.context import BaseContext
 from typing import Any, Protocol, runtime_checkable
 
@@ -155,6 +155,245 @@ def _default_start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
+def _serve(conn: Any) -> None:
+    """A pool worker's life: take a pickled task, run it, send back the pickled outcome,
+    until the parent closes its end of the pipe."""
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            break
+        if not data:  # the pool is shutting down
+            break
+        outcome = run_payload(data)
+        try:
+            reply = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # an error object that cannot be pickled, say
+            reply = pickle.dumps(
+                Outcome(
+                    ERROR,
+                    error=f"the step's outcome cannot be sent back: {type(exc).__name__}: {exc}",
+                    stdout=outcome.stdout,
+                    stderr=outcome.stderr,
+                    started=outcome.started,
+                    duration=outcome.duration,
+                ),
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
+        try:
+            conn.send_bytes(reply)
+        except (EOFError, OSError):
+            break
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip interpreter teardown: nothing here needs it, and it is slow
+
+
+class _Worker:
+    __slots__ = ("conn", "fut", "proc")
+
+    def __init__(self, proc: Any, conn: Any) -> None:
+        self.proc = proc
+        self.conn = conn
+        self.fut: Future[Outcome] | None = None
+
+
+class _Pool:
+    """Worker processes, each with a pipe of its own, and one thread that reads them all.
+
+    A task is written straight to an idle worker's pipe by the thread that submits it,
+    and its outcome is read by the reader thread, which settles the future: one thread
+    hand-off per attempt. (``ProcessPoolExecutor`` makes three - a management thread, a
+    queue feeder thread and back - which on a chain of tiny steps cost more than the
+    steps: measured 1.9 vs ... ms a step, see bench/pipeline_overhead.py.) A worker that
+    dies fails the attempt it was running with ``LOST``, and is replaced on demand.
+    """
+
+    def __init__(self, ctx: BaseContext, size: int) -> None:
+        self._ctx = ctx
+        self._size = size
+        self._lock = threading.Lock()
+        self._workers: list[_Worker] = []
+        self._idle: list[_Worker] = []
+        self._backlog: deque[tuple[bytes, Future[Outcome]]] = deque()
+        self._wake_r, self._wake_w = ctx.Pipe(duplex=False)
+        self._stopping = False
+        self._reader = threading.Thread(target=self._read, name="opsloop-pool-reader", daemon=True)
+        self._reader.start()
+
+    # -- submitting ----------------------------------------------------------------------
+
+    def submit(self, data: bytes) -> Future[Outcome]:
+        fut: Future[Outcome] = Future()
+        with self._lock:
+            if self._stopping:
+                raise RuntimeError("the pool is shut down")
+            worker = self._idle.pop() if self._idle else None
+            if worker is None and len(self._workers) >= self._size:
+                self._backlog.append((data, fut))
+                return fut
+            if worker is not None:
+                worker.fut = fut
+        if worker is None:
+            worker = self._spawn()
+            worker.fut = fut
+            with self._lock:
+                self._workers.append(worker)
+            self._wake()  # the reader must watch the new pipe
+        self._send(worker, data)
+        return fut
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(  # type: ignore[attr-defined]
+            target=_serve, args=(child,), name="opsloop-worker", daemon=True
+        )
+        proc.start()
+        child.close()
+        return _Worker(proc, parent)
+
+    def _send(self, worker: _Worker, data: bytes) -> None:
+        # If it died, the reader sees its pipe close and settles the attempt as LOST.
+        with contextlib.suppress(OSError, EOFError, ValueError):
+            worker.conn.send_bytes(data)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._wake_w.send_bytes(b"w")
+
+    def start_all(self) -> None:
+        new = []
+        with self._lock:
+            missing = self._size - len(self._workers)
+        for _ in range(missing):
+            new.append(self._spawn())
+        with self._lock:
+            self._workers.extend(new)
+            self._idle.extend(new)
+        self._wake()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _read(self) -> None:
+        while True:
+            with self._lock:
+                if self._stopping and not self._workers:
+                    return
+                conns = {w.conn: w for w in self._workers}
+            ready = mp_wait([self._wake_r, *conns])
+            for conn in ready:
+                if conn is self._wake_r:
+                    try:
+                        while self._wake_r.poll():
+                            self._wake_r.recv_bytes()
+                    except (EOFError, OSError):
+                        return
+                    continue
+                self._on_ready(conns[conn])
+
+    def _on_ready(self, worker: _Worker) -> None:
+        try:
+            reply = worker.conn.recv_bytes()
+        except (EOFError, OSError):
+            self._on_death(worker)
+            return
+        fut = worker.fut
+        worker.fut = None
+        try:
+            outcome: Outcome = pickle.loads(reply)
+        except Exception as exc:
+            outcome = Outcome(ERROR, error=f"cannot read the step's outcome: {exc}")
+        nxt = None
+        with self._lock:
+            if self._backlog:
+                nxt = self._backlog.popleft()
+                worker.fut = nxt[1]
+            else:
+                self._idle.append(worker)
+        if fut is not None and not fut.done():
+            fut.set_result(outcome)
+        if nxt is not None:
+            self._send(worker, nxt[0])
+
+    def _on_death(self, worker: _Worker) -> None:
+        proc = worker.proc
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        worker.conn.close()
+        fut, worker.fut = worker.fut, None
+        retry = None
+        with self._lock:
+            if worker in self._workers:
+                self._workers.remove(worker)
+            if worker in self._idle:
+                self._idle.remove(worker)
+            if self._backlog:
+                retry = self._backlog.popleft()
+        if fut is not None and not fut.done():
+            fut.set_result(
+                Outcome(
+                    LOST,
+                    error=(
+                        "WorkerLost: the worker process died while the step ran "
+                        f"(exit code {proc.exitcode})"
+                    ),
+                )
+            )
+        if retry is not None:  # its place is free: a new worker takes the next task
+            try:
+                self._resubmit(*retry)
+            except Exception as exc:
+                retry[1].set_result(Outcome(LOST, error=f"cannot start a worker: {exc}"))
+
+    def _resubmit(self, data: bytes, fut: Future[Outcome]) -> None:
+        worker = self._spawn()
+        worker.fut = fut
+        with self._lock:
+            self._workers.append(worker)
+        self._send(worker, data)
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def kill(self) -> None:
+        """Kill every worker; attempts running on them end as LOST, queued ones too."""
+        with self._lock:
+            workers = list(self._workers)
+            backlog = list(self._backlog)
+            self._backlog.clear()
+        for _, fut in backlog:
+            fut.set_result(Outcome(LOST, error="the attempt was cancelled"))
+        for w in workers:
+            if w.proc.is_alive():
+                w.proc.kill()
+
+    def shutdown(self, *, kill: bool = False) -> None:
+        """Wait for running attempts (or kill them), then stop the workers and the reader."""
+        if kill:
+            self.kill()
+        with self._lock:
+            self._stopping = True
+            busy = [w.fut for w in self._workers if w.fut is not None]
+            busy += [fut for _, fut in self._backlog]
+        for fut in busy:
+            fut.result()
+        with self._lock:
+            workers = list(self._workers)
+            self._idle.clear()
+        for w in workers:
+            self._send(w, b"")  # the worker exits; the reader sees it go and forgets it
+        self._wake()
+        self._reader.join(10)
+        for w in workers:
+            if w.proc.is_alive():
+                w.proc.kill()
+            w.proc.join()
+            w.conn.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
 class LocalExecutor:
     """Run attempts in local worker processes, up to ``max_workers`` at once.
 
@@ -182,10 +421,10 @@ class LocalExecutor:
         if method == "forkserver":
             # Workers fork from a server that has imported these once. The data
             # libraries only if this process uses them (then its steps likely do too).
-            preload = ["opsloop.pipelines.worker"]
+            preload = ["opsloop.pipelines.executors"]
             preload += [m for m in ("pandas", "pyarrow.parquet") if m in sys.modules]
             self._ctx.set_forkserver_preload(preload)
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: _Pool | None = None
         self._lock = threading.Lock()
         self._children: set[Any] = set()
         self._closed = False
@@ -199,20 +438,13 @@ class LocalExecutor:
     def __repr__(self) -> str:
         return f"<LocalExecutor max_workers={self.capacity}>"
 
-    def _get_pool(self) -> ProcessPoolExecutor:
+    def _get_pool(self) -> _Pool:
         with self._lock:
             if self._closed:
                 raise InvalidInput("this executor is closed")
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(self.capacity, mp_context=self._ctx)
+                self._pool = _Pool(self._ctx, self.capacity)
             return self._pool
-
-    def _discard(self, pool: ProcessPoolExecutor) -> None:
-        """Forget a broken pool; the next attempt starts a new one."""
-        with self._lock:
-            if self._pool is pool:
-                self._pool = None
-        pool.shutdown(wait=False, cancel_futures=True)
 
     def warm(self) -> None:
         """Start every worker process now rather than on the first steps.
@@ -221,9 +453,7 @@ class LocalExecutor:
 
             LocalExecutor(8).warm()
         """
-        pool = self._get_pool()
-        for fut in [pool.submit(time.sleep, 0.05) for _ in range(self.capacity)]:
-            fut.result()
+        self._get_pool().start_all()
 
     def submit(self, task: Task) -> Future[Outcome]:
         """Start the attempt in a worker (or, with a timeout, a process of its own).
@@ -234,8 +464,8 @@ class LocalExecutor:
             fut.result().status        # "ok"
         """
         data = payload(task)
-        out: Future[Outcome] = Future()
         if task.timeout is not None:
+            out: Future[Outcome] = Future()
             threading.Thread(
                 target=self._run_child,
                 args=(data, task, out),
@@ -246,38 +476,13 @@ class LocalExecutor:
         for _ in range(2):
             pool = self._get_pool()
             try:
-                raw = pool.submit(run_payload, data)
-            except (BrokenProcessPool, RuntimeError):
-                # Broken, or shut down by an abort() on another thread: start afresh.
-                self._discard(pool)
+                return pool.submit(data)
+            except RuntimeError:  # shut down by an abort() on another thread: afresh
+                with self._lock:
+                    if self._pool is pool:
+                        self._pool = None
                 continue
-            raw.add_done_callback(functools.partial(self._settle, out, pool))
-            return out
-        out.set_result(Outcome(LOST, error="RuntimeError: cannot start worker processes"))
-        return out
-
-    def _settle(
-        self, out: Future[Outcome], pool: ProcessPoolExecutor, raw: Future[Outcome]
-    ) -> None:
-        out.set_result(self._outcome(raw, pool))
-
-    def _outcome(self, raw: Future[Outcome], pool: ProcessPoolExecutor) -> Outcome:
-        try:
-            return raw.result()
-        except BrokenProcessPool as exc:
-            self._discard(pool)
-            return Outcome(
-                LOST,
-                error=f"BrokenProcessPool: a worker process died while the step ran ({exc})",
-            )
-        except CancelledError:
-            return Outcome(LOST, error="CancelledError: the attempt was cancelled")
-        except BaseException as exc:
-            return Outcome(
-                ERROR,
-                error=f"{type(exc).__name__}: {exc}",
-                traceback="".join(traceback.format_exception(exc)),
-            )
+        return _done(Outcome(LOST, error="RuntimeError: cannot start worker processes"))
 
     def _run_child(self, data: bytes, task: Task, out: Future[Outcome]) -> None:
         recv, send = self._ctx.Pipe(duplex=False)
@@ -356,7 +561,7 @@ class LocalExecutor:
             pool, self._pool = self._pool, None
             self._closed = True
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown()
         self._kill_children()
 
     def abort(self) -> None:
@@ -369,11 +574,7 @@ class LocalExecutor:
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            # ProcessPoolExecutor (3.11) has no public way to stop running work: kill
-            # its processes, then let shutdown reap them.
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.kill()
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(kill=True)
         self._kill_children()
 
     def _kill_children(self) -> None:
