@@ -310,3 +310,72 @@ dataset_versions = Table(
     Index("ix_dataset_versions_digest", "digest"),
     Index("ix_dataset_versions_run", "run_id"),
 )
+
+# Pipeline schedules (opsloop.pipelines.scheduling): a pipeline (an import reference
+# ``module:pipeline`` run in ``workdir``) with its params, fired on a cron expression
+# and/or when a new version of ``on_dataset`` is registered. ``params`` and ``options``
+# are JSON; ``next_fire_time`` is the next cron slot (ms, UTC) and ``dataset_version``
+# the newest version of ``on_dataset`` already handled.
+pipeline_schedules = Table(
+    "pipeline_schedules",
+    metadata,
+    Column("schedule_id", String(32), primary_key=True),
+    Column("name", String(MAX_NAME_LENGTH), nullable=False, unique=True),
+    Column("target", Text, nullable=False),
+    Column("workdir", Text, nullable=True),
+    Column("params", Text, nullable=False, default="{}"),
+    Column("options", Text, nullable=False, default="{}"),
+    Column("cron", String(MAX_NAME_LENGTH), nullable=True),
+    Column("timezone", String(64), nullable=False, default="UTC"),
+    Column("on_dataset", String(MAX_NAME_LENGTH), nullable=True),
+    Column("dataset_version", Integer, nullable=False, default=0),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("max_active", Integer, nullable=False, default=1),
+    Column("overlap", String(16), nullable=False, default="queue"),
+    Column("next_fire_time", BigInteger, nullable=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+)
+
+# Each time a schedule fired (cron, dataset:NAME@V or manual): queued, running,
+# finished, failed or skipped, with the pipeline run it made. ``host``/``pid`` are the
+# process running it and ``heartbeat_time`` its last sign of life, so that a fire whose
+# process died is found and marked failed.
+pipeline_schedule_fires = Table(
+    "pipeline_schedule_fires",
+    metadata,
+    Column("fire_id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "schedule_id",
+        String(32),
+        ForeignKey("pipeline_schedules.schedule_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("reason", String(512), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("fire_time", BigInteger, nullable=False),
+    Column("scheduled_time", BigInteger, nullable=True),
+    Column("start_time", BigInteger, nullable=True),
+    Column("end_time", BigInteger, nullable=True),
+    Column("params", Text, nullable=False, default="{}"),
+    Column("run_id", String(32), nullable=True),
+    Column("host", String(255), nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("heartbeat_time", BigInteger, nullable=True),
+    Column("message", Text, nullable=True),
+    Index("ix_pipeline_schedule_fires_schedule", "schedule_id", "fire_id"),
+    Index("ix_pipeline_schedule_fires_status", "status"),
+)
+
+# Leases: which process may act for a singleton job (the scheduler) until when. A
+# holder renews its lease while it works; another process takes it over only once it
+# has expired, so two servers on one database never both schedule.
+scheduler_leases = Table(
+    "scheduler_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(MAX_NAME_LENGTH), nullable=False),
+    Column("acquired_time", BigInteger, nullable=False),
+    Column("expires_time", BigInteger, nullable=False),
+)
