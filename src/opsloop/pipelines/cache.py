@@ -114,9 +114,17 @@ def encode(
     ).encode()
 
 
-def lookup(store: Store, keys: Iterable[str], conn: Connection | None = None) -> dict[str, Entry]:
+def lookup(
+    store: Store,
+    keys: Iterable[str],
+    conn: Connection | None = None,
+    *,
+    dbapi: Any = None,
+) -> dict[str, Entry]:
     """The cache entries for ``keys`` whose outputs are all still stored (read in
-    ``conn``'s transaction when given, else in a transaction of its own).
+    ``conn``'s transaction when given, or with ``dbapi``, a raw connection of the
+    store's engine in autocommit (see ``Database.reader``), else in a transaction of its
+    own).
 
     Example::
 
@@ -131,7 +139,7 @@ def lookup(store: Store, keys: Iterable[str], conn: Connection | None = None) ->
     # list costs more to build than to run.
     mark = "?" if store.db.dialect == "sqlite" else "%s"
     with contextlib.ExitStack() as stack:
-        if conn is None:
+        if conn is None and dbapi is None:
             conn = stack.enter_context(store.db.read())
         for i in range(0, len(names), 500):
             chunk = names[i : i + 500]
@@ -139,7 +147,16 @@ def lookup(store: Store, keys: Iterable[str], conn: Connection | None = None) ->
                 f"SELECT {artifact_files.c.path.name}, {artifact_files.c.sha256.name} "
                 f"FROM {artifact_files.name} WHERE path IN ({', '.join([mark] * len(chunk))})"
             )
-            found.extend((str(p), str(s)) for p, s in conn.exec_driver_sql(sql, tuple(chunk)))
+            if conn is not None:
+                rows: Iterable[Any] = conn.exec_driver_sql(sql, tuple(chunk))
+            else:
+                cur = dbapi.cursor()
+                try:
+                    cur.execute(sql, tuple(chunk))
+                    rows = cur.fetchall()
+                finally:
+                    cur.close()
+            found.extend((str(p), str(s)) for p, s in rows)
     out: dict[str, Entry] = {}
     for path, sha in found:
         key = paths[path]

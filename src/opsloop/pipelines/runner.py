@@ -36,8 +36,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from opsloop.core.ids import new_run_id, now_ms
 from opsloop.errors import InvalidInput
 from opsloop.pipelines import cache as cache_index
@@ -94,6 +92,9 @@ TAG_OUTPUT = "opsloop.output."  # + output name: the output's SHA-256
 SUMMARY_ARTIFACT = "pipeline/steps.json"
 
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()
+
+# Step records are written at least this often (seconds) while steps run.
+FLUSH_INTERVAL = 0.05
 
 
 # -- preparing --------------------------------------------------------------------------
@@ -290,7 +291,11 @@ class _Runner:
         self.running: set[str] = set()
         self.done: queue.SimpleQueue[tuple[str, Outcome]] = queue.SimpleQueue()
         self.terminal = 0
-        self.pending: Batch | None = None  # built but not yet written
+        # What changed and is not yet written: written every FLUSH_INTERVAL, when
+        # nothing runs, before an in-process step, and with the pipeline's end.
+        self.buffer = Batch()
+        self.buffered_since: float | None = None
+        self._raw: Any = None
         self._seq = 0
         self._empty_logged = False
 
@@ -302,20 +307,34 @@ class _Runner:
             self.progress(name, status)
 
     def loop(self) -> None:
+        # Cache lookups, one a turn, on one connection held for the run.
+        with self.store.db.reader() as raw:
+            self._raw = raw
+            try:
+                self._loop()
+            finally:
+                self._raw = None
+
+    def _loop(self) -> None:
         total = len(self.order)
         arrived: list[tuple[str, Outcome]] = []
         while True:
-            batch = Batch()
+            batch = self.buffer
             for name, outcome in arrived:
                 self._on_outcome(name, outcome, batch)
             arrived = []
             now = time.monotonic()
             while self.retries and self.retries[0][0] <= now:
                 self.due.append(heapq.heappop(self.retries)[2])
-            if batch or self.ready or self.due or self.queued:
+            if self.ready or self.due or self.queued:
                 self._turn(batch)
             if self.terminal >= total and not self.running:
-                return
+                return  # the buffer is written with the pipeline's end
+            if self.buffer:
+                if self.buffered_since is None:
+                    self.buffered_since = now
+                if not self.running or now - self.buffered_since >= FLUSH_INTERVAL:
+                    self.flush()
             timeout = None
             if self.retries:
                 timeout = max(0.0, self.retries[0][0] - time.monotonic())
@@ -329,6 +348,9 @@ class _Runner:
                     )
                 time.sleep(timeout)
                 continue
+            if self.buffered_since is not None:
+                due = max(0.0, self.buffered_since + FLUSH_INTERVAL - time.monotonic())
+                timeout = due if timeout is None else min(timeout, due)
             try:
                 arrived.append(self.done.get(timeout=timeout))
             except queue.Empty:
@@ -339,27 +361,37 @@ class _Runner:
                 except queue.Empty:
                     break
 
+    def flush(self) -> None:
+        """Write what changed since the last write, in one transaction."""
+        batch, self.buffer = self.buffer, Batch()
+        self.buffered_since = None
+        self.recorder.write(batch)
+
+    def take_buffer(self) -> Batch:
+        """What is not yet written (for the pipeline's last transaction)."""
+        batch, self.buffer = self.buffer, Batch()
+        self.buffered_since = None
+        return batch
+
     def _turn(self, batch: Batch) -> None:
-        """Look up the ready steps, start what there is room for, and record it all, in
-        one transaction (each costs round trips to the database: measured 0.6 ms a
-        transaction on PostgreSQL over loopback)."""
-        self.pending = batch
-        tasks: list[Task] = []
-        with self.store.db.write() as conn:
-            self._resolve_ready(batch, conn)
-            tasks = self._dispatch(batch)
-            if not self.executor.in_process:
-                # Workers never touch the database, so an attempt may start before its
-                # run's row is committed: the commit overlaps the step instead of
-                # delaying it (measured: 2.1 vs 2.6 ms a step on a chain). Were this
-                # process to die in between, the attempt's blobs stay unreferenced.
-                for task in tasks:
-                    self._submit(task)
-            self.recorder.write_in(conn, batch)
-        self.pending = None
-        if self.executor.in_process:  # in this thread: after its run is committed
-            for task in tasks:
-                self._submit(task)
+        """Look up the ready steps in the cache and start what there is room for.
+
+        What this changes is recorded in ``batch`` (the buffer), which is written in
+        one transaction every FLUSH_INTERVAL rather than each turn: on a chain of tiny
+        steps a transaction a turn (begin, a few statements, commit: ~0.6 ms on SQLite,
+        more on PostgreSQL over the network) was most of the overhead. Workers never
+        touch the database, so an attempt may start before its run's row is written;
+        were this process to die in between, the attempt's blobs stay unreferenced.
+        A step that runs in this process (inline) starts only once its run is written,
+        so that what it does with the store can refer to it.
+        """
+        if self.ready:
+            self._resolve_ready(batch)
+        tasks = self._dispatch(batch)
+        if self.executor.in_process and tasks:
+            self.flush()
+        for task in tasks:
+            self._submit(task)
 
     def _submit(self, task: Task) -> None:
         name = task.step
@@ -395,14 +427,14 @@ class _Runner:
     def _reads_cache(self, name: str) -> bool:
         return self.read_cache and self.prepared[name].node.step.cache
 
-    def _resolve_ready(self, batch: Batch, conn: Connection) -> None:
+    def _resolve_ready(self, batch: Batch) -> None:
         while self.ready:
             names = list(self.ready)
             self.ready.clear()
             for n in names:
                 self.states[n].key = self._key(n)
             wanted = [self.states[n].key or "" for n in names if self._reads_cache(n)]
-            hits = cache_index.lookup(self.store, wanted, conn) if wanted else {}
+            hits = cache_index.lookup(self.store, wanted, dbapi=self._raw) if wanted else {}
             for n in names:
                 entry = hits.get(self.states[n].key or "") if self._reads_cache(n) else None
                 if entry is not None:
@@ -638,9 +670,8 @@ class _Runner:
         if killed:
             self.executor.abort()
         status = KILLED if killed else FAILED
-        # Runs created in the turn that was interrupted are written with their end.
-        batch = self.pending or Batch()
-        self.pending = None
+        # What is not yet written is written with the ends of the interrupted steps.
+        batch = self.take_buffer()
         for name in list(self.running) + list(self.due) + [r[2] for r in self.retries]:
             st = self.states[name]
             if st.status != RUNNING:
@@ -828,7 +859,7 @@ def run(
         raise
     results = runner.step_results()
     status = FINISHED if all(s.status == FINISHED for s in results.values()) else FAILED
-    _end_pipeline(runner, recorder, prun.info.run_id, status, Batch())
+    _end_pipeline(runner, recorder, prun.info.run_id, status, runner.take_buffer())
     live = (
         {n: st.values for n, st in runner.states.items() if st.values is not None}
         if ex.in_process

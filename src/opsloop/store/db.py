@@ -95,6 +95,28 @@ class Database:
             yield conn
 
     @contextlib.contextmanager
+    def reader(self) -> Iterator[Any]:
+        """A raw DB-API connection for many small reads, each statement its own
+        transaction (no BEGIN/COMMIT round trips around each): for a loop that reads
+        once a turn, such as a pipeline's scheduler.
+
+        Example::
+
+            with db.reader() as raw:
+                cur = raw.cursor(); cur.execute("SELECT 1"); cur.fetchall()
+        """
+        raw = self.engine.raw_connection()
+        try:
+            driver = raw.driver_connection
+            if self.dialect == "postgresql":
+                driver.autocommit = True  # type: ignore[union-attr]
+            yield raw
+        finally:
+            if self.dialect == "postgresql":
+                driver.autocommit = False  # type: ignore[union-attr]
+            raw.close()  # back to the pool
+
+    @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: all of it is stored, or none of it."""
         with (
