@@ -33,16 +33,20 @@ params and inputs) is served from the cache. The modules: ``steps`` and ``pipeli
 (the decorators), ``graph`` (the DAG and its checks), ``fingerprint`` (code and params
 hashes), ``values`` (serialisation), ``cache`` (keys and the index), ``worker`` (one
 attempt), ``executors`` (where attempts run), ``records`` (batched tracking writes),
-``runner`` (the scheduler) and ``result``.
+``runner`` (the scheduler), ``result`` and ``sweep`` (hyper-parameter sweeps: a step
+run once per point of a grid, each trial a step run).
 """
 
+from opsloop.pipelines import scheduling
 from opsloop.pipelines.executors import Executor, InlineExecutor, LocalExecutor
 from opsloop.pipelines.graph import Graph, Output
 from opsloop.pipelines.pipeline import Pipeline, pipeline
 from opsloop.pipelines.ray_executor import RayExecutor
 from opsloop.pipelines.result import PipelineFailed, PipelineResult, StepResult
 from opsloop.pipelines.runner import run
+from opsloop.pipelines.scheduling import schedule
 from opsloop.pipelines.steps import Step, step
+from opsloop.pipelines.sweep import SweepFailed, SweepOutputs, SweepResult, Trial, sweep
 
 __all__ = [
     "Executor",
@@ -56,7 +60,14 @@ __all__ = [
     "RayExecutor",
     "Step",
     "StepResult",
+    "SweepFailed",
+    "SweepOutputs",
+    "SweepResult",
+    "Trial",
     "pipeline",
     "run",
+    "schedule",
+    "scheduling",
     "step",
+    "sweep",
 ]
