@@ -13,7 +13,7 @@ The public API::
     model = opsloop.load_model("models:/churn@production")
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import (
     Conflict,
@@ -22,40 +22,79 @@ from opsloop.errors import (
     NotFound,
     OpsloopError,
 )
-from opsloop.registry.api import load_model, log_model, set_alias
-from opsloop.tracking.fluent import (
-    active_run,
-    end_run,
-    flush,
-    get_run,
-    log_artifact,
-    log_artifacts,
-    log_metric,
-    log_metrics,
-    log_param,
-    log_params,
-    log_text,
-    search_runs,
-    set_tag,
-    set_tags,
-    start_run,
-)
+
+if TYPE_CHECKING:
+    from opsloop import data, pipelines
+    from opsloop.pipelines import pipeline, step
+    from opsloop.registry.api import load_model, log_model, set_alias
+    from opsloop.tracking.fluent import (
+        active_run,
+        end_run,
+        flush,
+        get_run,
+        log_artifact,
+        log_artifacts,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        log_text,
+        search_runs,
+        set_tag,
+        set_tags,
+        start_run,
+    )
 
 __version__ = "0.1.0"
 
+# Where each public name lives. They are loaded on first use, so that ``import opsloop``
+# (every CLI command, every pipeline worker process) does not pay for SQLAlchemy,
+# pandas and pyarrow until it needs them.
+_LAZY = {
+    "load_model": "opsloop.registry.api",
+    "log_model": "opsloop.registry.api",
+    "set_alias": "opsloop.registry.api",
+    **{
+        name: "opsloop.tracking.fluent"
+        for name in (
+            "active_run",
+            "end_run",
+            "flush",
+            "get_run",
+            "log_artifact",
+            "log_artifacts",
+            "log_metric",
+            "log_metrics",
+            "log_param",
+            "log_params",
+            "log_text",
+            "search_runs",
+            "set_tag",
+            "set_tags",
+            "start_run",
+        )
+    },
+    "step": "opsloop.pipelines",
+    "pipeline": "opsloop.pipelines",
+    "sweep": "opsloop.pipelines",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # ``opsloop.data`` and ``opsloop.pipelines`` pull in pandas and pyarrow: loaded on
-    # first use, so that ``import opsloop`` (and every CLI command) stays quick.
-    if name == "data":
-        import opsloop.data
+    import importlib
 
-        return opsloop.data
-    if name in ("step", "pipeline", "pipelines"):
-        import opsloop.pipelines
+    if name in ("data", "pipelines"):
+        return importlib.import_module(f"opsloop.{name}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'opsloop' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
 
-        return opsloop.pipelines if name == "pipelines" else getattr(opsloop.pipelines, name)
-    raise AttributeError(f"module 'opsloop' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 __all__ = [
@@ -87,4 +126,5 @@ __all__ = [
     "set_tags",
     "start_run",
     "step",
+    "sweep",
 ]

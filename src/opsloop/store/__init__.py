@@ -15,12 +15,16 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from opsloop.core.config import Settings
-from opsloop.store.artifacts import ArtifactStore, BlobStore
-from opsloop.store.db import Database
+from opsloop.store.blobs import BlobStore
 
 
 class Store:
     def __init__(self, settings: Settings, *, migrate: bool = True) -> None:
+        # Here, not at the top: what needs only blobs (pipeline workers) does not load
+        # SQLAlchemy by importing this package.
+        from opsloop.store.artifacts import ArtifactStore
+        from opsloop.store.db import Database
+
         self.settings = settings
         self.db = Database(settings.database_url)
         if migrate:

@@ -12,27 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import hashlib
 import os
 import posixpath
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import sqlalchemy as sa
 
 from opsloop.core.ids import now_ms
-from opsloop.errors import IntegrityError, InvalidInput, NotFound, PathOutsideRoot
+from opsloop.errors import InvalidInput, NotFound, PathOutsideRoot
+from opsloop.store.blobs import BlobStore as BlobStore  # its old home
 from opsloop.store.db import Database
 from opsloop.store.sql import upsert
 from opsloop.store.tables import artifact_files
-
-CHUNK = 1 << 20
 
 
 def clean_path(path: str, *, allow_empty: bool = False) -> str:
@@ -65,182 +60,6 @@ class FileInfo:
     is_dir: bool
     size: int | None = None
     sha256: str | None = None
-
-
-class BlobStore:
-    """Blobs by SHA-256 on an fsspec filesystem."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.fs, root = fsspec.core.url_to_fs(url)
-        self.root = root.rstrip("/")
-        self.is_local = "file" in (
-            self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
-        )
-        if self.is_local:
-            Path(self.root, "objects").mkdir(parents=True, exist_ok=True)
-            Path(self.root, "tmp").mkdir(parents=True, exist_ok=True)
-
-    def _obj(self, sha: str) -> str:
-        return f"{self.root}/objects/{sha[:2]}/{sha[2:]}"
-
-    def exists(self, sha: str) -> bool:
-        return bool(self.fs.exists(self._obj(sha)))
-
-    # -- writing ----------------------------------------------------------------
-
-    def put_bytes(self, data: bytes) -> tuple[str, int]:
-        sha = hashlib.sha256(data).hexdigest()
-        if not self.exists(sha):
-            if self.is_local:
-                fd, tmp = tempfile.mkstemp(dir=f"{self.root}/tmp")
-                try:
-                    with os.fdopen(fd, "wb") as fh:
-                        fh.write(data)
-                    self._publish_local(tmp, sha)
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
-            else:
-                self.fs.pipe_file(self._obj(sha), data)
-        return sha, len(data)
-
-    def put_stream(self, chunks: Iterable[bytes]) -> tuple[str, int]:
-        """Store a stream of bytes; the blob appears only if the stream ends normally."""
-        spool = self._spool()
-        h = hashlib.sha256()
-        size = 0
-        try:
-            with open(spool, "wb") as fh:
-                for chunk in chunks:
-                    h.update(chunk)
-                    size += len(chunk)
-                    fh.write(chunk)
-            sha = h.hexdigest()
-            self._publish_file(spool, sha)
-            return sha, size
-        finally:
-            if os.path.exists(spool):
-                os.unlink(spool)
-
-    async def put_async_stream(self, chunks: AsyncIterator[bytes]) -> tuple[str, int]:
-        """As ``put_stream`` for an async source (an HTTP request body)."""
-        spool = self._spool()
-        h = hashlib.sha256()
-        size = 0
-        try:
-            with open(spool, "wb") as fh:
-                async for chunk in chunks:
-                    h.update(chunk)
-                    size += len(chunk)
-                    fh.write(chunk)
-            sha = h.hexdigest()
-            # Publishing may copy to a remote store: off the event loop.
-            await asyncio.to_thread(self._publish_file, spool, sha)
-            return sha, size
-        finally:
-            if os.path.exists(spool):
-                os.unlink(spool)
-
-    def put_file(self, local_path: str | os.PathLike[str]) -> tuple[str, int]:
-        h = hashlib.sha256()
-        size = 0
-        with open(local_path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                h.update(chunk)
-                size += len(chunk)
-        sha = h.hexdigest()
-        if not self.exists(sha):
-            spool = self._spool()
-            try:
-                shutil.copyfile(local_path, spool)
-                # The file may have changed between hashing and copying: hash the copy.
-                if _sha_file(spool) != sha:
-                    raise IntegrityError(
-                        f"{local_path} changed while it was being stored; try again"
-                    )
-                self._publish_file(spool, sha)
-            finally:
-                if os.path.exists(spool):
-                    os.unlink(spool)
-        return sha, size
-
-    def _spool(self) -> str:
-        """A temporary file for an incoming blob: beside the objects on a local store
-        (so publishing is a rename), in the machine's temp folder for a remote one."""
-        d = self.spool_dir
-        os.makedirs(d, exist_ok=True)
-        return os.path.join(d, f"upload-{uuid.uuid4().hex}")
-
-    @property
-    def spool_dir(self) -> str:
-        if self.is_local:
-            return f"{self.root}/tmp"
-        return os.path.join(tempfile.gettempdir(), "opsloop-spool")
-
-    def _publish_local(self, tmp: str, sha: str) -> None:
-        dest = self._obj(sha)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        os.replace(tmp, dest)
-
-    def _publish_file(self, spool: str, sha: str) -> None:
-        if self.exists(sha):
-            return
-        if self.is_local:
-            self._publish_local(spool, sha)
-        else:
-            # One PUT (or one completed multipart upload): atomic on S3.
-            self.fs.put_file(spool, self._obj(sha))
-
-    # -- reading ----------------------------------------------------------------
-
-    def get_bytes(self, sha: str) -> bytes:
-        try:
-            data: bytes = self.fs.cat_file(self._obj(sha))
-        except FileNotFoundError as exc:
-            raise IntegrityError(f"artifact blob {sha} is missing from the artifact store") from exc
-        if hashlib.sha256(data).hexdigest() != sha:
-            raise IntegrityError(
-                f"artifact blob {sha} failed its checksum: the stored copy is corrupt"
-            )
-        return data
-
-    def iter_verified(self, sha: str) -> Iterator[bytes]:
-        """Yield a blob's bytes after checking its checksum end to end.
-
-        Large blobs are checked in a first pass so that a corrupt blob is refused
-        before any byte is sent.
-        """
-        path = self._obj(sha)
-        try:
-            size = self.fs.size(path)
-        except FileNotFoundError as exc:
-            raise IntegrityError(f"artifact blob {sha} is missing from the artifact store") from exc
-        if size <= 8 * CHUNK:
-            yield self.get_bytes(sha)
-            return
-        h = hashlib.sha256()
-        with self.fs.open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                h.update(chunk)
-        if h.hexdigest() != sha:
-            raise IntegrityError(
-                f"artifact blob {sha} failed its checksum: the stored copy is corrupt"
-            )
-        with self.fs.open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                yield chunk
-
-    def local_path(self, sha: str) -> str | None:
-        return self._obj(sha) if self.is_local else None
-
-
-def _sha_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ArtifactStore:
