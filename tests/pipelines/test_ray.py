@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import pytest
 
+from opsloop.core.config import Settings
 from opsloop.errors import InvalidInput
 from opsloop.pipelines import pipeline, run, step
 from opsloop.pipelines import ray_executor as ray_module
@@ -29,15 +32,24 @@ from tests.pipelines.helpers import artifacts, step_runs
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
+class Head(NamedTuple):
+    address: str  # the GCS address, for a driver on the cluster's machine
+    client: str  # the Ray Client address (ray://...)
+
+
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    """A Ray head node (``ray start --head --block``) on a free loopback port."""
+def head() -> Iterator[Head]:
+    """A Ray head node (``ray start --head --block``) on free loopback ports, with its
+    Ray Client server (on a port of its own: other clusters may run on this machine)."""
     try:
         import ray
     except ImportError:
         missing_service("ray (pip install 'opsloop[ray]')")
     exe = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
     port = free_port()
+    client_port = free_port()
+    while client_port == port:
+        client_port = free_port()
     # Short: Ray puts unix sockets under it.
     temp = tempfile.mkdtemp(prefix="olray", dir="/tmp")
     log = Path(temp) / "start.log"
@@ -56,6 +68,7 @@ def cluster() -> Iterator[str]:
                 "--include-dashboard=false",
                 "--disable-usage-stats",
                 f"--temp-dir={temp}",
+                f"--ray-client-server-port={client_port}",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -78,7 +91,7 @@ def cluster() -> Iterator[str]:
     saved = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"
     try:
-        yield f"127.0.0.1:{port}"
+        yield Head(f"127.0.0.1:{port}", f"ray://127.0.0.1:{client_port}")
     finally:
         if ray.is_initialized():
             ray.shutdown()
@@ -87,6 +100,11 @@ def cluster() -> Iterator[str]:
             os.environ.pop("RAY_AUTH_MODE", None)
         else:
             os.environ["RAY_AUTH_MODE"] = saved
+
+
+@pytest.fixture(scope="module")
+def cluster(head: Head) -> str:
+    return head.address
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +241,121 @@ def test_a_step_over_its_timeout_is_cancelled_on_ray(
     # within its timeout, a timed step runs normally
     ok: Any = run(p, {"seconds": 0.01}, store=store, executor=ray_ex)
     assert ok.output("sleeper") == 1
+
+
+# -- Ray Client (ray://) ----------------------------------------------------------------------
+
+
+@pipeline
+def sleepy(pidfile: str, seconds: float):
+    sleeper(pidfile, seconds)
+
+
+@pipeline
+def crashy(marker: str):
+    crashes_once(marker)
+
+
+def _client_driver(address: str, home: str) -> None:
+    """A pipeline driver that reaches the cluster through Ray Client: run in a process of
+    its own by the test below, since this one is connected to the cluster directly."""
+    root = Path(home)
+    store = Store(
+        Settings(
+            home=root,
+            database_url=f"sqlite:///{root / 'opsloop.db'}",
+            artifacts_url=str(root / "artifacts"),
+        )
+    )
+    report: dict[str, Any] = {}
+    with RayExecutor(address=address) as ex:
+        report["client"] = ex.client
+        report["capacity"] = ex.capacity
+        first = run(fan, {"n": 5}, store=store, executor=ex)
+        report["first"] = first.run_id
+        report["combine"] = first.output("combine")
+        pidfile = str(root / "pid")
+        slow = run(
+            sleepy,
+            {"pidfile": pidfile, "seconds": 60},
+            store=store,
+            executor=ex,
+            raise_on_failure=False,
+        )
+        report["slow"] = [slow.steps["sleeper"].status, slow.steps["sleeper"].error]
+        report["slow_pid"] = int(Path(pidfile).read_text())
+        quick = run(sleepy, {"pidfile": pidfile, "seconds": 0.01}, store=store, executor=ex)
+        report["quick"] = quick.output("sleeper")
+        crash = run(crashy, {"marker": str(root / "crashed")}, store=store, executor=ex)
+        report["crash"] = [crash.run_id, crash.steps["crashes_once"].attempts]
+    # RAY_ADDRESS=ray://... for executor="ray"
+    os.environ["RAY_ADDRESS"] = address
+    shared = resolve("ray", None)
+    assert isinstance(shared, RayExecutor)
+    report["shared_client"] = shared.client
+    again = run(fan, {"n": 5}, store=store, executor="ray")
+    report["again"] = again.run_id
+    report["again_cached"] = all(s.cache_hit for s in again.steps.values())
+    store.close()
+    print("REPORT " + json.dumps(report))
+
+
+def _wait_listening(port: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+@sqlite_only
+def test_a_pipeline_runs_through_ray_client(
+    head: Head, store: Store, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if not _wait_listening(int(head.client.rpartition(":")[2]), 60):
+        missing_service(f"the Ray Client server at {head.client}")
+    home = tmp_path  # the same folder as the `store` fixture's: its database and artifacts
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    code = f"from tests.pipelines.test_ray import _client_driver; _client_driver({head.client!r}, {str(home)!r})"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=request.config.rootpath,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(lines[-1][len("REPORT ") :])
+    assert report["client"] is True and report["shared_client"] is True
+    assert report["capacity"] == 2
+    assert report["combine"] == {"a": 10, "b": 100, "rows": 5, "total": 220}
+    assert report["again_cached"] is True
+
+    # what the client recorded is in the store like any run's
+    runs = step_runs(store, report["first"])
+    assert set(runs) == {"frame", "column_sum", "column_sum_2", "scaled", "combine"}
+    assert all(r.info.status == "FINISHED" for r in runs.values())
+    assert b"sums b" in artifacts(store, runs["column_sum_2"])["logs/stdout.txt"]
+    assert set(step_runs(store, report["again"])) == set(runs)
+
+    # a timed step, supervised on the cluster, was killed at its timeout
+    status, error = report["slow"]
+    assert status == "FAILED"
+    assert "took longer than its timeout of 1 s and was killed" in error
+    deadline = time.monotonic() + 10
+    while _alive(report["slow_pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(report["slow_pid"])
+    assert report["quick"] == 1
+
+    # a worker that died under its step is a failed attempt there too, retried
+    crash_run, attempts = report["crash"]
+    assert attempts == 2
+    crashed = artifacts(store, step_runs(store, crash_run)["crashes_once"])
+    assert b"WorkerCrashedError" in crashed["logs/stderr.txt"]

@@ -17,6 +17,17 @@ node must reach the artifact store (a shared path, or S3).
   with ``ray.cancel(force=True)``, which kills its worker process.
 * ``abort()`` force-cancels every attempt in flight; ``close()`` waits for them, then
   disconnects from Ray if (and only if) this executor connected.
+
+**Ray Client** (``address="ray://head:10001"``, or ``RAY_ADDRESS`` so): the process
+running the pipeline is a thin client of the cluster, which needs the same Ray and
+Python versions on both sides (``ray[client]``, part of ``opsloop[ray]``). Everything
+above holds, with one difference in how: a Ray Client cannot consume streaming
+generators, so a step with a timeout runs under a supervisor task on the cluster
+(``num_cpus=0``) that starts the attempt there and enforces the timeout as this process
+otherwise does; ``abort()`` cancels the supervisor, which cancels its attempt with it.
+The workers still write outputs to the artifact store themselves, and the client reads
+them from there: both must reach it (a local folder only works when the client runs on
+the cluster's machine).
 """
 
 from __future__ import annotations
@@ -24,11 +35,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import importlib
 import os
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from typing import Any
@@ -76,17 +88,99 @@ def _timed_attempt(data: bytes) -> Iterator[Any]:
     yield task if isinstance(task, Outcome) else execute(task, in_worker=True)
 
 
+def _await_timed(
+    ray: Any, gen: Any, step: str, timeout: float, on_cancel: Callable[[], None] | None = None
+) -> Outcome:
+    """The Outcome of a timed attempt (a ``_timed_attempt`` generator task): no time
+    limit while it is queued and loads the step, then ``timeout`` seconds, after which
+    the task is force-cancelled (its worker process killed). Raises what Ray raises."""
+    # Queued, then the worker loads the step: no time limit (abort() ends it).
+    ray.get(next(gen))
+    started = time.time()
+    ready, _ = ray.wait([gen], timeout=timeout)
+    if ready:
+        outcome: Outcome = ray.get(next(gen))
+        return outcome
+    ray.cancel(gen, force=True)
+    if on_cancel is not None:
+        on_cancel()
+    # Until Ray confirms, so that a retry does not overlap the killed attempt.
+    ray.wait([gen], timeout=CANCEL_WAIT)
+    return Outcome(
+        TIMEOUT,
+        error=(
+            f"TimeoutError: step {step!r} took longer than its timeout of {timeout:g} s and "
+            "was killed (its Ray task was cancelled)"
+        ),
+        started=started,
+        duration=timeout,
+    )
+
+
+def _supervise(data: bytes, step: str, timeout: float) -> Outcome:
+    """A timed attempt for a Ray Client driver, which cannot consume streaming
+    generators: this task runs on the cluster, starts the attempt there and enforces
+    its timeout as ``RayExecutor`` otherwise does in the driver."""
+    import ray
+
+    gen = _remote_functions(ray)[1].remote(data)
+    try:
+        return _await_timed(ray, gen, step, timeout)
+    except Exception as exc:
+        return _failure_outcome(ray, exc, cancelled=False)
+
+
+def _failure_outcome(ray: Any, exc: BaseException, *, cancelled: bool) -> Outcome:
+    """The Outcome of an attempt whose Ray task raised ``exc``."""
+    errors = ray.exceptions
+    if cancelled or isinstance(exc, errors.TaskCancelledError):
+        return Outcome(LOST, error="CancelledError: the attempt was cancelled")
+    if isinstance(exc, errors.WorkerCrashedError):
+        error = (
+            "WorkerCrashedError: the Ray worker process died while the step ran "
+            "(it exited, crashed or was killed, e.g. for lack of memory)"
+        )
+        # As its traceback, so that the attempt's logs say why it ended.
+        return Outcome(ERROR, error=error, traceback=error + "\n")
+    lost = (
+        errors.NodeDiedError,
+        errors.LocalRayletDiedError,
+        errors.ObjectLostError,
+        errors.OwnerDiedError,
+        errors.RaySystemError,
+    )
+    if isinstance(exc, lost):
+        return Outcome(LOST, error=f"{type(exc).__name__}: {exc}")
+    return Outcome(
+        ERROR,
+        error=f"{type(exc).__name__}: {exc}",
+        traceback="".join(traceback.format_exception(exc)),
+    )
+
+
 _remote_lock = threading.Lock()
 _remote: dict[str, Any] = {}
 
 
-def _remote_functions(ray: Any) -> tuple[Any, Any]:
-    """``run_payload`` and ``_timed_attempt`` as Ray remote functions (made once)."""
+def _remote_functions(ray: Any) -> tuple[Any, Any, Any]:
+    """``run_payload``, ``_timed_attempt`` and ``_supervise`` as Ray remote functions
+    (made once; Ray converts them for a Ray Client connection when they are called)."""
     with _remote_lock:
         if not _remote:
             _remote["plain"] = ray.remote(max_retries=0)(run_payload)
             _remote["timed"] = ray.remote(max_retries=0)(_timed_attempt)
-        return _remote["plain"], _remote["timed"]
+            # It only waits: it must not hold a CPU its own attempt needs.
+            _remote["supervised"] = ray.remote(num_cpus=0, max_retries=0)(_supervise)
+        return _remote["plain"], _remote["timed"], _remote["supervised"]
+
+
+def _client_connected() -> bool:
+    """Whether this process talks to Ray through Ray Client (``ray://``)."""
+    try:
+        client: Any = importlib.import_module("ray.util.client")
+    except ImportError:  # a Ray without the client
+        return False
+    return bool(client.ray.is_connected())
 
 
 # -- the executor ---------------------------------------------------------------------------
@@ -132,9 +226,11 @@ class RayExecutor:
                 )
             self._owns = True
         self.address = address
+        # Through Ray Client, timed attempts are supervised on the cluster (see above).
+        self.client = _client_connected()
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.capacity: int = max_workers or max(1, cpus)
-        self._plain, self._timed = _remote_functions(ray)
+        self._plain, self._timed, self._supervised = _remote_functions(ray)
         self._lock = threading.Lock()
         # Every attempt in flight: its Ray ref (or generator) by the future it completes.
         self._inflight: dict[Future[Outcome], Any] = {}
@@ -159,16 +255,20 @@ class RayExecutor:
         """
         data = payload(task)
         out: Future[Outcome] = Future()
+        watch = task.timeout is not None and not self.client
         with self._lock:
             if self._closed:
                 raise InvalidInput("this executor is closed")
             if task.timeout is None:
                 ref = self._plain.remote(data)
                 self._inflight[out] = ref
+            elif self.client:
+                ref = self._supervised.remote(data, task.step, task.timeout)
+                self._inflight[out] = ref
             else:
                 gen = self._timed.remote(data)
                 self._inflight[out] = gen
-        if task.timeout is None:
+        if not watch:
             ref.future().add_done_callback(functools.partial(self._settle, out, ref))
         else:
             threading.Thread(
@@ -193,63 +293,25 @@ class RayExecutor:
         self._finish(out, ref, outcome)
 
     def _run_timed(self, gen: Any, task: Task, out: Future[Outcome]) -> None:
-        ray = self._ray
         outcome: Outcome
+        assert task.timeout is not None
         try:
-            # Queued, then the worker loads the step: no time limit (abort() ends it).
-            ray.get(next(gen))
-            started = time.time()
-            assert task.timeout is not None
-            ready, _ = ray.wait([gen], timeout=task.timeout)
-            if ready:
-                outcome = ray.get(next(gen))
-            else:
-                ray.cancel(gen, force=True)
-                with self._lock:
-                    self._cancelled.add(id(gen))
-                # Until Ray confirms, so that a retry does not overlap the killed attempt.
-                ray.wait([gen], timeout=CANCEL_WAIT)
-                outcome = Outcome(
-                    TIMEOUT,
-                    error=(
-                        f"TimeoutError: step {task.step!r} took longer than its timeout of "
-                        f"{task.timeout:g} s and was killed (its Ray task was cancelled)"
-                    ),
-                    started=started,
-                    duration=task.timeout,
-                )
+            outcome = _await_timed(
+                self._ray, gen, task.step, task.timeout, functools.partial(self._cancel, gen)
+            )
         except BaseException as exc:
             outcome = self._failure(exc, gen)
         self._finish(out, gen, outcome)
 
+    def _cancel(self, ref: Any) -> None:
+        with self._lock:
+            self._cancelled.add(id(ref))
+
     def _failure(self, exc: BaseException, ref: Any) -> Outcome:
         """The Outcome of an attempt whose Ray task raised ``exc``."""
-        errors = self._ray.exceptions
         with self._lock:
             cancelled = id(ref) in self._cancelled
-        if cancelled or isinstance(exc, errors.TaskCancelledError):
-            return Outcome(LOST, error="CancelledError: the attempt was cancelled")
-        if isinstance(exc, errors.WorkerCrashedError):
-            error = (
-                "WorkerCrashedError: the Ray worker process died while the step ran "
-                "(it exited, crashed or was killed, e.g. for lack of memory)"
-            )
-            # As its traceback, so that the attempt's logs say why it ended.
-            return Outcome(ERROR, error=error, traceback=error + "\n")
-        lost = (
-            errors.NodeDiedError,
-            errors.LocalRayletDiedError,
-            errors.ObjectLostError,
-            errors.OwnerDiedError,
-            errors.RaySystemError,
-        )
-        if isinstance(exc, lost):
-            return Outcome(LOST, error=f"{type(exc).__name__}: {exc}")
-        return Outcome(
-            ERROR,
-            error=f"{type(exc).__name__}: {exc}",
-            traceback="".join(traceback.format_exception(exc)),
-        )
+        return _failure_outcome(self._ray, exc, cancelled=cancelled)
 
     def close(self) -> None:
         """Wait for the attempts in flight, then disconnect if this executor connected.
