@@ -21,7 +21,7 @@ import pytest
 
 from opsloop.core.config import Settings
 from opsloop.errors import InvalidInput
-from opsloop.pipelines import pipeline, run, step
+from opsloop.pipelines import pipeline, run, step, sweep
 from opsloop.pipelines import ray_executor as ray_module
 from opsloop.pipelines.executors import resolve
 from opsloop.pipelines.ray_executor import RayExecutor
@@ -241,6 +241,31 @@ def test_a_step_over_its_timeout_is_cancelled_on_ray(
     # within its timeout, a timed step runs normally
     ok: Any = run(p, {"seconds": 0.01}, store=store, executor=ray_ex)
     assert ok.output("sleeper") == 1
+
+
+# -- sweeps -------------------------------------------------------------------------------
+
+
+@step
+def weighted(df: pd.DataFrame, k: int, col: str) -> dict[str, float]:
+    return {"score": float(df[col].sum()) / k, "k": float(k)}
+
+
+@sqlite_only
+def test_a_sweep_fans_out_on_ray(store: Store, ray_ex: RayExecutor) -> None:
+    frame_ = frame.fn(4)  # a: 0..3, b: 0..30
+    grid = {"k": [1, 2, 3], "col": ["a", "b"]}
+    r = sweep(weighted, grid, metric="score", mode="min", executor=ray_ex, store=store, df=frame_)
+    assert r.ok and len(r.trials) == 6
+    assert r.best is not None and r.best.params == {"k": 3, "col": "a"}
+    assert r.best.objective == pytest.approx(2.0)
+    runs = step_runs(store, r.run_id)
+    assert set(runs) == {t.name for t in r.trials}
+    assert runs["weighted[k=2,col=b]"].metrics_dict == {"score": 30.0, "k": 2.0}
+    again = sweep(
+        weighted, grid, metric="score", mode="min", executor=ray_ex, store=store, df=frame_
+    )
+    assert all(t.cache_hit for t in again.trials)
 
 
 # -- Ray Client (ray://) ----------------------------------------------------------------------
