@@ -37,14 +37,12 @@ attempt), ``executors`` (where attempts run), ``records`` (batched tracking writ
 run once per point of a grid, each trial a step run).
 """
 
-from opsloop.pipelines import scheduling
 from opsloop.pipelines.executors import Executor, InlineExecutor, LocalExecutor
 from opsloop.pipelines.graph import Graph, Output
 from opsloop.pipelines.pipeline import Pipeline, pipeline
 from opsloop.pipelines.ray_executor import RayExecutor
 from opsloop.pipelines.result import PipelineFailed, PipelineResult, StepResult
 from opsloop.pipelines.runner import run
-from opsloop.pipelines.scheduling import schedule
 from opsloop.pipelines.steps import Step, step
 from opsloop.pipelines.sweep import SweepFailed, SweepOutputs, SweepResult, Trial, sweep
 
@@ -66,8 +64,6 @@ __all__ = [
     "Trial",
     "pipeline",
     "run",
-    "schedule",
-    "scheduling",
     "step",
     "sweep",
 ]
