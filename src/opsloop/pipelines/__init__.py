@@ -37,6 +37,8 @@ attempt), ``executors`` (where attempts run), ``records`` (batched tracking writ
 run once per point of a grid, each trial a step run).
 """
 
+from typing import Any
+
 from opsloop.pipelines.executors import Executor, InlineExecutor, LocalExecutor
 from opsloop.pipelines.graph import Graph, Output
 from opsloop.pipelines.pipeline import Pipeline, pipeline
@@ -64,6 +66,18 @@ __all__ = [
     "Trial",
     "pipeline",
     "run",
+    "schedule",
+    "scheduling",
     "step",
     "sweep",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Schedules load on first use: worker processes import this package and need none of it.
+    if name in ("schedule", "scheduling"):
+        import importlib
+
+        scheduling = importlib.import_module("opsloop.pipelines.scheduling")
+        return scheduling if name == "scheduling" else scheduling.schedule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
