@@ -243,6 +243,37 @@ def test_a_step_over_its_timeout_is_cancelled_on_ray(
     assert ok.output("sleeper") == 1
 
 
+@step(output_checks=[{"check": "in_range", "column": "a", "max": 3}])
+def logged_frame(n: int) -> pd.DataFrame:
+    import opsloop
+
+    opsloop.log_param("rows", n)
+    opsloop.log_metric("rows", float(n), step=1)
+    opsloop.set_tag("node", "ray")
+    return pd.DataFrame({"a": range(n)})
+
+
+@sqlite_only
+def test_checks_and_step_logging_on_ray(store: Store, ray_ex: RayExecutor) -> None:
+    @pipeline
+    def p(n: int):
+        column_sum(logged_frame(n), "a")
+
+    ok = run(p, {"n": 4}, store=store, executor=ray_ex, cache=False)
+    run_ = step_runs(store, ok.run_id)["logged_frame"]
+    assert run_.params["rows"] == "4" and run_.tags["node"] == "ray"
+    assert [(m.key, m.value, m.step) for m in run_.metrics] == [("rows", 4.0, 1)]
+    assert ok.check_reports("logged_frame")["outputs/output"].passed
+
+    bad = run(p, {"n": 5}, store=store, executor=ray_ex, raise_on_failure=False)
+    s = bad.steps["logged_frame"]
+    assert s.status == "FAILED" and s.outputs == () and bad.skipped_steps == ["column_sum"]
+    assert (s.error or "").startswith("ChecksFailed: step 'logged_frame': output 'output'")
+    files = artifacts(store, step_runs(store, bad.run_id)["logged_frame"])
+    assert "checks/outputs/output.json" in files
+    assert not any(p.startswith("outputs/") for p in files)
+
+
 # -- sweeps -------------------------------------------------------------------------------
 
 

@@ -27,7 +27,9 @@ from sqlalchemy.engine import Connection
 from opsloop.core.ids import now_ms
 from opsloop.store import Store
 from opsloop.store.tables import MAX_TAG_VALUE_LENGTH
+from opsloop.tracking import series
 from opsloop.tracking import validation as v
+from opsloop.tracking.service import _SQL as TrackingSQL
 from opsloop.tracking.service import TAG_PARENT, TAG_RUN_NAME, TAG_SOURCE, TAG_USER
 
 
@@ -69,9 +71,21 @@ class Batch:
     ends: list[RunEnd] = field(default_factory=list)
     # (artifact path, blob sha256, size)
     artifacts: list[tuple[str, str, int]] = field(default_factory=list)
+    # What step bodies logged with the fluent API (see ``logged_statements``):
+    # (run id, key, value, timestamp, step) points, (run id, key, value) params and tags.
+    logged_metrics: list[tuple[str, str, float, int, int]] = field(default_factory=list)
+    logged_params: list[tuple[str, str, str]] = field(default_factory=list)
+    logged_tags: list[tuple[str, str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.new_runs or self.ends or self.artifacts)
+        return bool(
+            self.new_runs
+            or self.ends
+            or self.artifacts
+            or self.logged_metrics
+            or self.logged_params
+            or self.logged_tags
+        )
 
 
 class _SQL:
@@ -196,6 +210,7 @@ class Recorder:
                 [(path, sha, size, now) for path, sha, size in batch.artifacts],
             ),
         ]
+        statements.extend(logged_statements(self.store.db.dialect, batch))
         driver: Any = conn.connection.driver_connection
         if self.store.db.dialect == "postgresql" and hasattr(driver, "pipeline"):
             # psycopg's pipeline mode: every statement in one round trip instead of one
@@ -208,6 +223,42 @@ class Recorder:
         for text, rows in statements:
             if rows:
                 conn.exec_driver_sql(text, rows)
+
+
+def logged_statements(dialect: str, batch: Batch) -> list[tuple[str, list[Any]]]:
+    """The statements that write what step bodies logged (``batch.logged_*``), with the
+    tracking service's own SQL and metric chunks (``tracking.series``), so the points
+    read back like any other run's. They come after the runs' own rows: a param the
+    step already has (same value: the runner drops different ones) is kept once, and
+    the runner's tags (set before) are not among them (the fluent API refuses those).
+
+    Example::
+
+        statements.extend(logged_statements("sqlite", batch))
+    """
+    if not (batch.logged_metrics or batch.logged_params or batch.logged_tags):
+        return []
+    sql = _tracking_sql.get(dialect)
+    if sql is None:
+        sql = _tracking_sql[dialect] = TrackingSQL(dialect)
+    by_run: dict[str, list[tuple[str, float, int, int]]] = {}
+    for run_id, key, value, ts, step in batch.logged_metrics:
+        by_run.setdefault(run_id, []).append((key, value, ts, step))
+    chunks: list[Any] = []
+    latest: list[Any] = []
+    for run_id, points in by_run.items():
+        c, lt = series.pack(run_id, points)
+        chunks.extend(c)
+        latest.extend(lt)
+    return [
+        (sql.insert_params, list(batch.logged_params)),
+        (sql.upsert_tags, [(r, k, clip(val)) for r, k, val in batch.logged_tags]),
+        (sql.insert_chunks, chunks),
+        (sql.upsert_latest, latest),
+    ]
+
+
+_tracking_sql: dict[str, TrackingSQL] = {}
 
 
 def _tag_rows(run_id: str, values: dict[str, str]) -> list[tuple[str, str, str]]:

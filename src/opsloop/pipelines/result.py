@@ -6,13 +6,17 @@ hands back the live value, when the steps ran in this process).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import InvalidInput, NotFound, OpsloopError
 from opsloop.pipelines.values import load_value
 from opsloop.pipelines.worker import StoredOutput
 from opsloop.store import Store
+
+if TYPE_CHECKING:
+    from opsloop.data.validation import ValidationReport
 
 FINISHED = "FINISHED"
 FAILED = "FAILED"
@@ -147,6 +151,36 @@ class PipelineResult:
             return live[index]
         out = self.steps[step].outputs[index]
         return load_value(self._store.blobs.get_bytes(out.sha256), out.format)
+
+    def check_reports(self, step: str) -> dict[str, ValidationReport]:
+        """The reports of a step's data checks, by what was checked: ``"inputs/<arg>"``
+        and ``"outputs/<name>"`` (read from its run's ``checks/`` artifacts). Empty for
+        a step without checks, and for a cache hit (its checks did not run).
+
+        Example::
+
+            result.check_reports("clean")["inputs/df"].summary()
+        """
+        from opsloop.data.validation import ValidationReport
+        from opsloop.tracking.service import TrackingService, artifact_path_of
+
+        info = self.steps.get(step)
+        if info is None:
+            raise NotFound(
+                f"pipeline {self.name!r} has no step {step!r}; its steps: {list(self.steps)}"
+            )
+        if info.run_id is None:
+            return {}
+        root = artifact_path_of(TrackingService(self._store).get_run(info.run_id).info.artifact_uri)
+        if root is None:
+            return {}
+        prefix = f"{root}/checks/"
+        out = {}
+        for fi in self._store.artifacts.walk(prefix.rstrip("/")):
+            if fi.path.startswith(prefix) and fi.path.endswith(".json"):
+                doc = json.loads(self._store.artifacts.get_bytes(fi.path))
+                out[fi.path[len(prefix) : -len(".json")]] = ValidationReport.from_dict(doc)
+        return out
 
     def summary(self) -> str:
         """One line per step, for printing.

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opsloop.core.ids import new_run_id, now_ms
-from opsloop.errors import InvalidInput
+from opsloop.errors import InvalidInput, NotFound
 from opsloop.pipelines import cache as cache_index
 from opsloop.pipelines.executors import Executor, resolve
 from opsloop.pipelines.fingerprint import CodeHasher, Unhashable, canonical
@@ -61,6 +61,7 @@ from opsloop.pipelines.result import (
 )
 from opsloop.pipelines.values import EXTENSIONS, dump_value, dumps_code, load_value
 from opsloop.pipelines.worker import (
+    ERROR,
     LOST,
     OK,
     TIMEOUT,
@@ -158,6 +159,29 @@ def _unstorable(step: str, arg: str, value: Any, exc: BaseException) -> InvalidI
     )
 
 
+# The key under which a step's checks count in its cache key, beside its params: no
+# param can have it ('$' is not allowed in param names).
+CHECKS_KEY = "$checks"
+
+
+def _prepare_checks(name: str, node: Node, hasher: CodeHasher, params: dict[str, Any]) -> None:
+    """Check that every checked argument is passed; make the checks part of the key."""
+    checks = node.step.checks
+    for arg, _ in checks.inputs:
+        if arg in node.arguments and node.kinds[arg] not in (2, 4):
+            continue
+        extra = [v for a, v in node.arguments.items() if node.kinds[a] == 4]
+        if not any(isinstance(v, dict) and arg in v for v in extra):
+            raise InvalidInput(
+                f"step {name!r} has checks on the argument {arg!r}, but this call of it "
+                "does not pass that argument"
+            )
+    try:
+        params[CHECKS_KEY] = canonical(checks.fingerprint(hasher.hash), dump=_dump_for_hash)
+    except (Unhashable, RecursionError) as exc:
+        raise InvalidInput(f"step {name!r}: its checks cannot be hashed: {exc}") from None
+
+
 def _prepare(graph: Graph, order: list[str], in_process: bool) -> dict[str, _Prepared]:
     hasher = CodeHasher()
     pickled: dict[int, tuple[str, bytes]] = {}
@@ -167,7 +191,10 @@ def _prepare(graph: Graph, order: list[str], in_process: bool) -> dict[str, _Pre
         step = node.step
         fn = step.fn
         code_hash = hasher.hash(fn)
-        by_value = tuple(sorted(hasher.modules(fn)))
+        checks = step.checks
+        by_value = tuple(
+            sorted(hasher.modules(fn).union(*(hasher.modules(f) for f in checks.functions())))
+        )
         input_args = node.input_arguments()
         params: dict[str, Any] = {}
         text: dict[str, str] = {}
@@ -187,6 +214,8 @@ def _prepare(graph: Graph, order: list[str], in_process: bool) -> dict[str, _Pre
                 params[key] = canon
                 text[key] = _param_text(item, canon)
         check_param_keys(name, list(params))
+        if checks:
+            _prepare_checks(name, node, hasher, params)
         counter = [0]
         templates = {arg: _template(value, counter) for arg, value in node.arguments.items()}
         input_templates = {arg: templates[arg] for arg in input_args}
@@ -212,6 +241,15 @@ def _prepare(graph: Graph, order: list[str], in_process: bool) -> dict[str, _Pre
                     ) from None
                 memo = pickled[id(fn)] = (hashlib.sha256(data).hexdigest(), data)
             fn_key, fn_bytes = memo
+            if checks:
+                try:
+                    dumps_code(checks, by_value)
+                except Exception as exc:
+                    raise InvalidInput(
+                        f"step {name!r}: its checks cannot be sent to a worker process: "
+                        f"{exc}. A custom check's function must be picklable (a module-level "
+                        "function or a lambda), or run with executor='inline'"
+                    ) from None
         module = getattr(fn, "__module__", None) or "?"
         qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "?")
         out[name] = _Prepared(
@@ -538,6 +576,7 @@ class _Runner:
             timeout=step.timeout,
             by_value=p.by_value,
             cache_key=st.key if step.cache else None,
+            checks=step.checks or None,
             fn=step.fn if in_process else None,
             values=[self._live(up, i) for up, i in p.node.inputs] if in_process else None,
         )
@@ -557,6 +596,8 @@ class _Runner:
         st = self.states[name]
         step = self.prepared[name].node.step
         st.duration += outcome.duration
+        if outcome.status == OK and outcome.logged is not None:
+            _refuse_param_changes(name, self.prepared[name].param_text, outcome)
         stderr = outcome.stderr
         if outcome.traceback and outcome.traceback not in stderr:
             stderr += outcome.traceback
@@ -577,10 +618,10 @@ class _Runner:
             self._notify(name, FINISHED)
             st.outputs = outcome.outputs
             st.values = outcome.values
-            self._finish(name, batch, outcome.cache_entry)
+            self._finish(name, batch, outcome.cache_entry, outcome)
             self._terminal(name)
             self._release(name)
-        elif st.attempts <= step.retries:
+        elif outcome.retry and st.attempts <= step.retries:  # failed checks: not again
             delay = step.retry_backoff * 2 ** (st.attempts - 1)
             self._seq += 1
             heapq.heappush(self.retries, (time.monotonic() + delay, self._seq, name))
@@ -589,7 +630,7 @@ class _Runner:
             st.error = outcome.error or "the step failed"
             self._notify(name, FAILED)
             st.traceback = outcome.traceback or (outcome.error or "") + "\n"
-            self._fail(name, batch)
+            self._fail(name, batch, outcome=outcome)
             self._terminal(name)
             self._skip_downstream(name)
 
@@ -611,13 +652,21 @@ class _Runner:
         st = self.states[name]
         return {TAG_ATTEMPTS: str(st.attempts), TAG_DURATION: f"{st.duration:.6f}"}
 
-    def _finish(self, name: str, batch: Batch, entry: tuple[str, int] | None) -> None:
+    def _finish(
+        self,
+        name: str,
+        batch: Batch,
+        entry: tuple[str, int] | None,
+        outcome: Outcome | None = None,
+    ) -> None:
         st = self.states[name]
         step = self.prepared[name].node.step
         run_id = st.run_id or ""
         tags = self._end_tags(name)
         tags.update(self._output_rows(run_id, st.outputs, batch))
         self._log_rows(st, batch)
+        if outcome is not None:
+            _attempt_rows(self.recorder.run_artifacts(run_id), run_id, outcome, batch)
         if step.cache and st.key:
             # The worker stored the entry after every output; it becomes visible in the
             # same transaction as the outputs' paths, never before them.
@@ -628,12 +677,16 @@ class _Runner:
             batch.artifacts.append((cache_index.entry_path(st.key), *entry))
         batch.ends.append(RunEnd(run_id, FINISHED, now_ms(), tags))
 
-    def _fail(self, name: str, batch: Batch, status: str = FAILED) -> None:
+    def _fail(
+        self, name: str, batch: Batch, status: str = FAILED, outcome: Outcome | None = None
+    ) -> None:
         st = self.states[name]
         run_id = st.run_id or ""
         tags = self._end_tags(name)
         tags[TAG_ERROR] = st.error or ""
         self._log_rows(st, batch)
+        if outcome is not None:
+            _attempt_rows(self.recorder.run_artifacts(run_id), run_id, outcome, batch)
         sha, size = self._blob((st.traceback or "").encode("utf-8", "replace"))
         batch.artifacts.append(
             (f"{self.recorder.run_artifacts(run_id)}/logs/traceback.txt", sha, size)
@@ -743,6 +796,38 @@ class _Runner:
         return json.dumps({"pipeline": self.graph.name, "steps": steps}, indent=1).encode()
 
 
+def _refuse_param_changes(step: str, params: Mapping[str, str], outcome: Outcome) -> None:
+    """Fail (for good) an attempt whose body logged one of the step's own params (its
+    arguments) with another value: a run's param cannot change."""
+    logged = outcome.logged
+    if logged is None:
+        return
+    for key, value in logged.params.items():
+        if key in params and params[key] != value:
+            outcome.status = ERROR
+            outcome.retry = False
+            outcome.error = (
+                f"InvalidInput: step {step!r} logged the param {key!r} as {value!r}, but "
+                f"{key!r} is an argument of the step, logged as {params[key]!r}; a run's "
+                "param cannot change: log it under another name"
+            )
+            outcome.traceback = outcome.error + "\n"
+            return
+
+
+def _attempt_rows(root: str, run_id: str, outcome: Outcome, batch: Batch) -> None:
+    """Record on the step's run what its last attempt produced besides outputs: the
+    reports of its checks and what its body logged (metrics, params, tags)."""
+    for path, sha, size in outcome.reports:
+        batch.artifacts.append((f"{root}/{path}", sha, size))
+    logged = outcome.logged
+    if logged is None:
+        return
+    batch.logged_metrics.extend((run_id, k, val, ts, s) for k, val, ts, s in logged.metrics)
+    batch.logged_params.extend((run_id, k, val) for k, val in logged.params.items())
+    batch.logged_tags.extend((run_id, k, val) for k, val in logged.tags.items())
+
+
 def _result(fut: Future[Outcome]) -> Outcome:
     try:
         return fut.result()
@@ -831,6 +916,7 @@ def run(
         run_name=run_name or graph.name,
         tags={TAG_PIPELINE: graph.name, "opsloop.kind": "pipeline"},
         source=source,
+        parent_run_id=_parent_run(svc),
     )
     pipeline_params = [(k, _pipeline_param_text(val)) for k, val in graph.params.items()]
     for i in range(0, len(pipeline_params), 100):
@@ -878,6 +964,22 @@ def run(
     if raise_on_failure and not result.ok:
         raise PipelineFailed(result)
     return result
+
+
+def _parent_run(svc: TrackingService) -> str | None:
+    """The active run of this thread (``with opsloop.start_run():``), if it lives in
+    the pipeline's store: the pipeline's run is nested under it, as MLflow nests a run
+    (``mlflow.parentRunId``), while keeping its own experiment."""
+    from opsloop.tracking.fluent import active_run
+
+    active = active_run()
+    if active is None:
+        return None
+    try:
+        svc.get_run(active.info.run_id)
+    except NotFound:  # a run of another store (fluent and pipeline stores differ)
+        return None
+    return active.info.run_id
 
 
 def _pipeline_param_text(value: Any) -> str:

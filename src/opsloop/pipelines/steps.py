@@ -9,6 +9,10 @@ function it wraps, so it can be unit-tested or reused directly.
 (``train, test = split(df)``); ``@step(outputs=("train", "test"))`` does the same and
 may also return a dict with those keys, and its placeholders are a named tuple
 (``parts.train``). A step with one output may return a tuple: it is stored whole.
+
+**Checks.** ``@step(checks={"df": [...]}, output_checks=[...])`` checks the data a step
+takes and returns with ``opsloop.data.validation`` checks, where the step runs; a
+failed check fails the step (not retried) and skips what is downstream (see ``checks``).
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import collections
 import functools
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, overload
 
 from opsloop.errors import InvalidInput
+from opsloop.pipelines.checks import StepChecks, parse
 from opsloop.pipelines.graph import current_graph, refs_in
 
 
@@ -87,6 +92,11 @@ class Step:
             ...
 
         fast = train.options(name="train_fast", cache=False)
+
+        @opsloop.step(checks={"df": [validation.not_null("id")]},
+                      output_checks=[validation.row_count(min=1)])
+        def clean(df):
+            ...
     """
 
     def __init__(
@@ -99,6 +109,8 @@ class Step:
         retry_backoff: float = 0.5,
         timeout: float | None = None,
         outputs: int | Sequence[str] = 1,
+        checks: Mapping[str, Any] | None = None,
+        output_checks: Any = None,
     ) -> None:
         if not callable(fn):
             raise InvalidInput(f"@step needs a function, got {fn!r}")
@@ -119,6 +131,15 @@ class Step:
         self.named_outputs = self.multi and not isinstance(outputs, int)
         self._signature: inspect.Signature | None = None
         self._outputs_type: Any = None
+        # Checked now, so that a wrong argument or output name fails at decoration.
+        self.checks: StepChecks = parse(
+            self.name,
+            lambda: self.signature,
+            self.output_names,
+            self.multi,
+            checks,
+            output_checks,
+        )
 
     @property
     def __opsloop_fn__(self) -> Callable[..., Any]:
@@ -153,8 +174,13 @@ class Step:
         retries: int | None = None,
         retry_backoff: float | None = None,
         timeout: float | None = None,
+        checks: Mapping[str, Any] | None = None,
+        output_checks: Any = None,
     ) -> Step:
         """A copy of this step with some options changed (the function is the same).
+
+        ``checks``/``output_checks`` replace the step's checks when given (``{}`` and
+        ``[]`` remove them).
 
         Example::
 
@@ -172,6 +198,8 @@ class Step:
             retry_backoff=self.retry_backoff if retry_backoff is None else retry_backoff,
             timeout=self.timeout if timeout is None else timeout,
             outputs=self._outputs,
+            checks=dict(self.checks.inputs) if checks is None else checks,
+            output_checks=dict(self.checks.outputs) if output_checks is None else output_checks,
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -209,6 +237,8 @@ def step(
     retry_backoff: float = 0.5,
     timeout: float | None = None,
     outputs: int | Sequence[str] = 1,
+    checks: Mapping[str, Any] | None = None,
+    output_checks: Any = None,
 ) -> Callable[[Callable[..., Any]], Step]: ...
 
 
@@ -222,6 +252,8 @@ def step(
     retry_backoff: float = 0.5,
     timeout: float | None = None,
     outputs: int | Sequence[str] = 1,
+    checks: Mapping[str, Any] | None = None,
+    output_checks: Any = None,
 ) -> Step | Callable[[Callable[..., Any]], Step]:
     """Make a function a pipeline step.
 
@@ -230,6 +262,10 @@ def step(
     seconds, then twice that, and so on. ``timeout``: seconds an attempt may take before
     it is killed (and counts as failed). ``outputs``: a count or names, for a step that
     returns several values. ``name``: the step's name in runs (default: the function's).
+    ``checks``: data checks (``opsloop.data.validation``) on arguments, by name, run
+    before the function; ``output_checks``: checks on the output (a list), or on each
+    named output (a dict), run before anything is stored. A failed check fails the step
+    without retries; the reports are artifacts of its run (``checks/``).
 
     Example::
 
@@ -241,6 +277,14 @@ def step(
         def split(df: pd.DataFrame, frac: float = 0.8):
             cut = int(len(df) * frac)
             return df[:cut], df[cut:]
+
+        @opsloop.step(
+            checks={"df": [validation.not_null("id"), validation.unique("id")]},
+            output_checks={"train": [validation.row_count(min=100)]},
+            outputs=("train", "test"),
+        )
+        def split_checked(df: pd.DataFrame):
+            ...
     """
     options: dict[str, Any] = {
         "name": name,
@@ -249,6 +293,8 @@ def step(
         "retry_backoff": retry_backoff,
         "timeout": timeout,
         "outputs": outputs,
+        "checks": checks,
+        "output_checks": output_checks,
     }
     if fn is not None:
         return Step(fn, **options)

@@ -6,6 +6,13 @@ blobs. Blobs are invisible until a path in the metadata store names them, and th
 process that runs the pipeline writes those paths only for a step that succeeded: so a
 failed or killed attempt leaves nothing a reader can see, and workers need no database
 connection at all (which keeps them cheap to start, here or on a cluster).
+
+The same goes for what the step's body logs with the fluent API
+(``opsloop.log_metric`` & co.): while the function runs, those calls are captured (see
+``opsloop.tracking.fluent.capturing_step_log``) and come back in the ``Outcome``, and the
+runner records them on the step's run together with its end. The step's data checks
+(see ``checks``) run here too, on the live values, and their reports are stored as
+blobs that the runner names.
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
+from opsloop.pipelines.checks import ChecksFailed, StepChecks, run_checks
 from opsloop.pipelines.values import dump_value, load_value
 from opsloop.store.artifacts import BlobStore
+from opsloop.tracking.capture import StepLog, capturing_step_log
 
 OK = "ok"
 ERROR = "error"
@@ -80,6 +89,8 @@ class Task:
     # When set, the worker also stores the cache entry for this key once every output
     # is stored (the runner makes it visible together with the outputs).
     cache_key: str | None = None
+    # The step's data checks (see ``checks``); picklable, sent with the task.
+    checks: StepChecks | None = None
     # In-process executors only: the live function and input values (never pickled).
     fn: Callable[..., Any] | None = None
     values: list[Any] | None = None
@@ -103,6 +114,14 @@ class Outcome:
     duration: float = 0.0
     # The stored cache entry (its blob's sha256 and size), if the task asked for one.
     cache_entry: tuple[str, int] | None = None
+    # False when another attempt would fail the same way (the step's data checks
+    # failed): the runner does not retry it.
+    retry: bool = True
+    # The stored reports of the step's checks: (path under the run's artifacts, blob
+    # sha256, size), for passed checks too.
+    reports: tuple[tuple[str, str, int], ...] = ()
+    # What the step's body logged with the fluent API (metrics, params, tags).
+    logged: StepLog | None = None
     # In-process executors only: the live output values.
     values: tuple[Any, ...] | None = field(default=None, repr=False)
 
@@ -308,6 +327,26 @@ def _split(task: Task, result: Any) -> tuple[Any, ...]:
     )
 
 
+def argument(task: Task, values: list[Any], name: str) -> Any:
+    """The value of the step's argument ``name``, inputs filled in (an argument that
+    only ``**kwargs`` takes is looked up there).
+
+    Example::
+
+        >>> argument(task, ["frame"], "df")      # task.arguments == {"df": Slot(0)}
+        'frame'
+    """
+    kind = task.kinds.get(name)
+    if kind is not None and kind not in (2, 4):
+        return _fill(task.arguments[name], values)
+    for arg, k in task.kinds.items():
+        if k == 4:
+            extra = _fill(task.arguments[arg], values)
+            if name in extra:
+                return extra[name]
+    raise StepError(f"step {task.step!r} checks the argument {name!r}, which it was not given")
+
+
 def execute(task: Task, *, in_worker: bool) -> Outcome:
     """Run one attempt of ``task``; never raises for a failure of the step itself.
 
@@ -321,17 +360,41 @@ def execute(task: Task, *, in_worker: bool) -> Outcome:
     blobs = blob_store(task.artifacts_url)
     parts: tuple[Any, ...] = ()
     stored: list[StoredOutput] = []
+    reports: list[tuple[str, str, int]] = []
     entry: tuple[str, int] | None = None
     error: str | None = None
     tb: str | None = None
-    with capturing(whole_process=in_worker) as cap:
+    retry = True
+    checks = task.checks
+    log = StepLog(task.run_id, task.step, int(started * 1000))
+    with (
+        capturing(whole_process=in_worker) as cap,
+        capturing_step_log(log, whole_process=in_worker),
+    ):
         try:
             fn = _function(task)
             values = task.values
             if values is None:
                 values = [load_value(blobs.get_bytes(r.sha256), r.format) for r in task.inputs]
             args, kwargs = call_args(task.arguments, task.kinds, values)
+            if checks and checks.inputs:
+                checked = [(name, argument(task, values, name)) for name, _ in checks.inputs]
+                done, failed = run_checks(
+                    task.step, "input", checked, checks.inputs, blobs.put_bytes
+                )
+                reports.extend(done)
+                if failed:
+                    raise ChecksFailed(failed)
             parts = _split(task, fn(*args, **kwargs))
+            if checks and checks.outputs:
+                by_name = dict(zip(task.output_names, parts, strict=True))
+                checked = [(name, by_name[name]) for name, _ in checks.outputs]
+                done, failed = run_checks(
+                    task.step, "output", checked, checks.outputs, blobs.put_bytes
+                )
+                reports.extend(done)
+                if failed:
+                    raise ChecksFailed(failed)
             for name, value in zip(task.output_names, parts, strict=True):
                 try:
                     data, fmt = dump_value(value)
@@ -348,6 +411,12 @@ def execute(task: Task, *, in_worker: bool) -> Outcome:
                 entry = blobs.put_bytes(
                     encode(task.cache_key, task.run_id, task.step, stored, int(time.time() * 1000))
                 )
+        except ChecksFailed as exc:
+            # The data, not the code, is at fault: a traceback would only show opsloop.
+            error = f"{type(exc).__name__}: {exc}"
+            tb = error + "\n"
+            retry = False
+            sys.stderr.write(tb)
         except (Exception, SystemExit) as exc:
             error = f"{type(exc).__name__}: {exc}"
             tb = traceback.format_exc()
@@ -363,6 +432,9 @@ def execute(task: Task, *, in_worker: bool) -> Outcome:
             traceback=tb,
             started=started,
             duration=duration,
+            retry=retry,
+            reports=tuple(reports),
+            logged=None if log.empty else log,
         )
     return Outcome(
         OK,
@@ -373,6 +445,8 @@ def execute(task: Task, *, in_worker: bool) -> Outcome:
         duration=duration,
         cache_entry=entry,
         values=None if in_worker else parts,
+        reports=tuple(reports),
+        logged=None if log.empty else log,
     )
 
 

@@ -5,6 +5,12 @@ nanoseconds) and a background thread writes the buffer in batches, so a training
 that logs every step is not slowed by the store. The buffer is flushed when the run
 ends, when ``flush()`` is called, and at interpreter exit. Params and tags are written
 at once, since a wrong one must fail where it was logged.
+
+Inside a pipeline step the same calls log to the step's own run: the step may run where
+there is no database (a worker process, a Ray node), so while it runs they are captured
+in a ``StepLog`` (checked as they are made, so a wrong one still fails where it was
+logged) and the pipeline's runner records them when the step ends. See
+``opsloop.tracking.capture``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 from opsloop.errors import InvalidInput, InvalidState
 from opsloop.store import default_service
 from opsloop.tracking import validation as v
+from opsloop.tracking.capture import StepLog, current_step_log
 from opsloop.tracking.entities import Run, RunStatus
 from opsloop.tracking.service import TrackingService, artifact_path_of
 
@@ -99,6 +106,20 @@ _stack = _RunStack()
 _checked_keys: set[str] = set()
 
 
+# -- inside a pipeline step (the capture itself lives in ``capture``) ---------------------
+
+
+def _not_in_step(what: str) -> None:
+    log = current_step_log()
+    if log is not None:
+        raise InvalidState(
+            f"{what} cannot be called inside pipeline step {log.step!r}: the step already "
+            "has a run of its own, which opsloop.log_metric(s), log_param(s) and set_tag(s) "
+            "log to (opsloop.active_run() gives it). Return files and objects as the "
+            "step's outputs, or split the work into more steps"
+        )
+
+
 def _service() -> TrackingService:
     return default_service(TrackingService)
 
@@ -154,6 +175,7 @@ def start_run(
             for step in range(100):
                 opsloop.log_metric("loss", 1 / (step + 1), step=step)
     """
+    _not_in_step("opsloop.start_run()")
     if _stack.runs and not nested:
         raise InvalidState(
             f"run {_stack.runs[-1].info.run_id} is already active; end it first or pass nested=True"
@@ -189,7 +211,17 @@ def _user() -> str:
 
 
 def active_run() -> Run | None:
-    """The innermost active run, or None."""
+    """The innermost active run, or None. Inside a pipeline step: the step's run (only
+    its id, name, status and start time are known there).
+
+    Example::
+
+        with opsloop.start_run() as run:
+            assert opsloop.active_run().info.run_id == run.run_id
+    """
+    log = current_step_log()
+    if log is not None:
+        return log.run()
     return _stack.runs[-1] if _stack.runs else None
 
 
@@ -201,6 +233,7 @@ def _run_id() -> str:
 
 def end_run(status: str = RunStatus.FINISHED) -> None:
     """End the innermost active run, after writing its buffered metrics."""
+    _not_in_step("opsloop.end_run()")
     if not _stack.runs:
         return
     run = _stack.runs[-1]
@@ -214,8 +247,12 @@ def end_run(status: str = RunStatus.FINISHED) -> None:
 def log_metric(
     key: str, value: float, step: int | None = None, timestamp: int | None = None
 ) -> None:
-    """Log one point of a metric series to the active run (buffered)."""
-    run_id = _stack.runs[-1].info.run_id if _stack.runs else _run_id()
+    """Log one point of a metric series to the active run (buffered); inside a
+    pipeline step, to the step's run."""
+    log = current_step_log()
+    run_id = ""
+    if log is None:
+        run_id = _stack.runs[-1].info.run_id if _stack.runs else _run_id()
     if key not in _checked_keys:
         v.key("metric", key)
         _checked_keys.add(key)
@@ -229,6 +266,9 @@ def log_metric(
         step = 0
     elif type(step) is not int:
         step = v.integer("step", step, 0)
+    if log is not None:
+        log.metrics.append((key, value, timestamp, step))
+        return
     _buffer.add(run_id, key, value, timestamp, step)
 
 
@@ -242,12 +282,52 @@ def log_metrics(
 
 
 def log_param(key: str, value: Any) -> None:
+    """Log one param to the active run (inside a pipeline step, to the step's run)."""
+    log = current_step_log()
+    if log is not None:
+        _capture_params(log, [(key, value)])
+        return
     _service().log_batch(_run_id(), params_=[(key, value)])
+
+
+def _capture_params(log: StepLog, items: list[tuple[str, Any]]) -> None:
+    # Checked whole before any is kept, as log_batch does for a run.
+    checked: dict[str, str] = {}
+    for k, val in items:
+        v.key("param", k)
+        text = v.param_value(k, val)
+        old = checked.get(k, log.params.get(k))
+        if old is not None and old != text:
+            raise InvalidInput(
+                f"changing param values is not allowed: param {k!r} of step {log.step!r} was "
+                f"already logged as {old!r}; the new value is {text!r}"
+            )
+        checked[k] = text
+    log.params.update(checked)
+
+
+# Tags a pipeline's runner sets on a step's run: its body may not set them.
+_RUNNER_TAGS = ("mlflow.runName", "mlflow.parentRunId", "mlflow.user", "mlflow.source.name")
+
+
+def _capture_tags(log: StepLog, items: list[tuple[str, Any]]) -> None:
+    checked = {v.key("tag", k): v.tag_value(k, val) for k, val in items}
+    for k in checked:
+        if k.startswith("opsloop.") or k in _RUNNER_TAGS:
+            raise InvalidInput(
+                f"tag {k!r} of step {log.step!r} is set by the pipeline's runner; "
+                "use a tag name outside 'opsloop.' and mlflow's run tags"
+            )
+    log.tags.update(checked)
 
 
 def log_params(params: Mapping[str, Any]) -> None:
     """Log params to the active run; a param logged again with another value is refused."""
     items = list(params.items())
+    log = current_step_log()
+    if log is not None:
+        _capture_params(log, items)
+        return
     svc = _service()
     run_id = _run_id()
     for i in range(0, len(items), 100):
@@ -255,11 +335,21 @@ def log_params(params: Mapping[str, Any]) -> None:
 
 
 def set_tag(key: str, value: Any) -> None:
+    """Set a tag on the active run (inside a pipeline step, on the step's run)."""
+    log = current_step_log()
+    if log is not None:
+        _capture_tags(log, [(key, value)])
+        return
     _service().log_batch(_run_id(), tags_=[(key, value)])
 
 
 def set_tags(tags: Mapping[str, Any]) -> None:
+    """Set tags on the active run (inside a pipeline step, on the step's run)."""
     items = list(tags.items())
+    log = current_step_log()
+    if log is not None:
+        _capture_tags(log, items)
+        return
     svc = _service()
     run_id = _run_id()
     for i in range(0, len(items), 100):
@@ -279,6 +369,7 @@ def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None =
     """Store a local file under the active run's artifacts; returns its artifact path."""
     from opsloop.store.artifacts import clean_path, join
 
+    _not_in_step("opsloop.log_artifact()")
     p = Path(local_path)
     if not p.is_file():
         raise InvalidInput(f"{local_path} is not a file (use log_artifacts for a folder)")
@@ -295,6 +386,7 @@ def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None =
     """Store every file of a local folder under the active run's artifacts."""
     from opsloop.store.artifacts import clean_path, join
 
+    _not_in_step("opsloop.log_artifacts()")
     run = _stack.runs[-1] if _stack.runs else None
     if run is None:
         _run_id()
@@ -308,6 +400,7 @@ def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None =
 def log_text(text: str, artifact_file: str) -> str:
     from opsloop.store.artifacts import clean_path, join
 
+    _not_in_step("opsloop.log_text()")
     run = _stack.runs[-1] if _stack.runs else None
     if run is None:
         _run_id()
