@@ -13,6 +13,7 @@ from opsloop.cli import db as db_cmd
 from opsloop.cli import models as models_cmd
 from opsloop.cli import run as run_cmd
 from opsloop.cli import runs as runs_cmd
+from opsloop.cli import schedule as schedule_cmd
 from opsloop.errors import OpsloopError
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.add_typer(db_cmd.app, name="db")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(schedule_cmd.app, name="schedule")
 err = Console(stderr=True)
 
 
@@ -50,10 +52,17 @@ def server(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    scheduler: Annotated[
+        bool, typer.Option(help="Run pipeline schedules (one server per database acts).")
+    ] = True,
 ) -> None:
     """Serve opsloop's REST API (/api/v1) and MLflow's (/api/2.0/mlflow)."""
+    import os
+
     from opsloop.server.runner import run_server
 
+    if not scheduler:
+        os.environ["OPSLOOP_SCHEDULER"] = "0"
     run_server(host, port, workers)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from opsloop.server.api_v1 import registry, tracking
+from opsloop.server.api_v1 import registry, schedules, tracking
 from opsloop.server.api_v1.models import Error
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -21,5 +21,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(responses=ERRORS)
 router.include_router(tracking.router)
 router.include_router(registry.router)
+router.include_router(schedules.router)
 
 __all__ = ["router"]
