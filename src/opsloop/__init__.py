@@ -76,7 +76,7 @@ _LAZY = {
     },
     "step": "opsloop.pipelines",
     "pipeline": "opsloop.pipelines",
-    "sweep": "opsloop.pipelines",
+    "sweep": "opsloop.pipelines.sweep",
 }
 
 

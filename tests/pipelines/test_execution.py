@@ -62,7 +62,8 @@ def test_independent_steps_run_in_parallel(store: Store, two_workers: LocalExecu
     elapsed = time.perf_counter() - t0
     assert r.ok
     assert all(0.9 < s.duration < 1.5 for s in r.steps.values())
-    assert elapsed < 1.6, f"two 1 s steps took {elapsed:.2f} s on two workers"
+    # One after the other they would take 2 s or more (the margin is for a busy machine).
+    assert elapsed < 1.95, f"two 1 s steps took {elapsed:.2f} s on two workers"
     runs = step_runs(store, r.run_id).values()
     a, b = sorted(runs, key=lambda x: x.info.start_time)
     assert b.info.start_time < (a.info.end_time or 0)  # they overlapped

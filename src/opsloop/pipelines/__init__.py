@@ -37,16 +37,47 @@ attempt), ``executors`` (where attempts run), ``records`` (batched tracking writ
 run once per point of a grid, each trial a step run).
 """
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from opsloop.pipelines.executors import Executor, InlineExecutor, LocalExecutor
-from opsloop.pipelines.graph import Graph, Output
+# Light, and imported here so that the package's ``pipeline`` is the decorator, never
+# the submodule of that name (importing a submodule sets the package's attribute).
 from opsloop.pipelines.pipeline import Pipeline, pipeline
-from opsloop.pipelines.ray_executor import RayExecutor
-from opsloop.pipelines.result import PipelineFailed, PipelineResult, StepResult
-from opsloop.pipelines.runner import run
-from opsloop.pipelines.steps import Step, step
-from opsloop.pipelines.sweep import SweepFailed, SweepOutputs, SweepResult, Trial, sweep
+
+if TYPE_CHECKING:
+    from opsloop.pipelines import scheduling
+    from opsloop.pipelines.executors import Executor, InlineExecutor, LocalExecutor
+    from opsloop.pipelines.graph import Graph, Output
+    from opsloop.pipelines.ray_executor import RayExecutor
+    from opsloop.pipelines.result import PipelineFailed, PipelineResult, StepResult
+    from opsloop.pipelines.runner import run
+    from opsloop.pipelines.scheduling import schedule
+    from opsloop.pipelines.steps import Step, step
+    from opsloop.pipelines.sweep import SweepFailed, SweepOutputs, SweepResult, Trial, sweep
+
+# Where each public name lives, loaded on first use: worker processes import this
+# package (for ``worker`` and ``executors``) and need none of the runner, the tracking
+# service or SQLAlchemy, which would add half a second to every worker pool's start.
+_LAZY = {
+    "Executor": "executors",
+    "InlineExecutor": "executors",
+    "LocalExecutor": "executors",
+    "Graph": "graph",
+    "Output": "graph",
+    "RayExecutor": "ray_executor",
+    "PipelineFailed": "result",
+    "PipelineResult": "result",
+    "StepResult": "result",
+    "run": "runner",
+    "schedule": "scheduling",
+    "Step": "steps",
+    "step": "steps",
+    "SweepFailed": "sweep",
+    "SweepOutputs": "sweep",
+    "SweepResult": "sweep",
+    "Trial": "sweep",
+    "sweep": "sweep",
+}
 
 __all__ = [
     "Executor",
@@ -74,10 +105,15 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # Schedules load on first use: worker processes import this package and need none of it.
-    if name in ("schedule", "scheduling"):
-        import importlib
+    if name == "scheduling":
+        return importlib.import_module("opsloop.pipelines.scheduling")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"opsloop.pipelines.{module}"), name)
+    globals()[name] = value
+    return value
 
-        scheduling = importlib.import_module("opsloop.pipelines.scheduling")
-        return scheduling if name == "scheduling" else scheduling.schedule
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 from opsloop.pipelines.checks import ChecksFailed, StepChecks, run_checks
 from opsloop.pipelines.values import dump_value, load_value
-from opsloop.store.artifacts import BlobStore
+from opsloop.store.blobs import BlobStore
 from opsloop.tracking.capture import StepLog, capturing_step_log
 
 OK = "ok"
