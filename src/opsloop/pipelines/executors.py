@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import multiprocessing
 import os
 import pickle
@@ -28,8 +29,11 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from multiprocessing import forkserver, popen_forkserver, reduction
+from multiprocessing import spawn as mp_spawn
+from multiprocessing import util as mp_util
 from multiprocessing.connection import wait as mp_wait
-from multiprocessing.context import BaseContext
+from multiprocessing.context import BaseContext, ForkServerProcess, set_spawning_popen
 from typing import Any, Protocol, runtime_checkable
 
 from opsloop.errors import InvalidInput
@@ -155,6 +159,51 @@ def _default_start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
+class _NoMainPopen(popen_forkserver.Popen):
+    """Start a forkserver child as multiprocessing does, except that the child does not
+    re-import the parent's ``__main__``.
+
+    multiprocessing re-runs the main script in each child so that objects pickled by
+    reference to ``__main__`` resolve there. Workers need none of it - step code and
+    values are pickled by value (cloudpickle) - and re-running it cost each worker the
+    script's own imports (0.4 s for a script that imports opsloop's runner), ran its
+    top-level code again, and made ``if __name__ == "__main__":`` mandatory.
+    (``_launch`` is CPython's own, 3.11-3.13, but for the two keys it drops.)
+    """
+
+    def _launch(self, process_obj: Any) -> None:
+        prep_data = mp_spawn.get_preparation_data(process_obj._name)
+        prep_data.pop("init_main_from_name", None)
+        prep_data.pop("init_main_from_path", None)
+        buf = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            set_spawning_popen(None)
+        self.sentinel, w = forkserver.connect_to_new_process(self._fds)  # type: ignore[attr-defined]
+        _parent_w = os.dup(w)
+        close = mp_util.close_fds  # type: ignore[attr-defined]
+        self.finalizer = mp_util.Finalize(self, close, (_parent_w, self.sentinel))
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class _WorkerProcess(ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        return _NoMainPopen(process_obj)
+
+
+def _process(ctx: BaseContext, **kwargs: Any) -> Any:
+    """A process of ``ctx`` (forkserver: one that does not re-run ``__main__``)."""
+    if ctx.get_start_method() == "forkserver":
+        return _WorkerProcess(**kwargs)
+    return ctx.Process(**kwargs)  # type: ignore[attr-defined]
+
+
 def _serve(conn: Any) -> None:
     """A pool worker's life: take a pickled task, run it, send back the pickled outcome,
     until the parent closes its end of the pipe."""
@@ -198,6 +247,9 @@ class _Worker:
         self.fut: Future[Outcome] | None = None
 
 
+_start_lock = threading.Lock()
+
+
 class _Pool:
     """Worker processes, each with a pipe of its own, and one thread that reads them all.
 
@@ -216,6 +268,8 @@ class _Pool:
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []
         self._backlog: deque[tuple[bytes, Future[Outcome]]] = deque()
+        self._starting = 0  # workers asked for and not yet up
+        self._started = threading.Event()  # set whenever a start finishes
         self._wake_r, self._wake_w = ctx.Pipe(duplex=False)
         self._stopping = False
         self._reader = threading.Thread(target=self._read, name="opsloop-pool-reader", daemon=True)
@@ -224,30 +278,77 @@ class _Pool:
     # -- submitting ----------------------------------------------------------------------
 
     def submit(self, data: bytes) -> Future[Outcome]:
+        """Send to an idle worker, or queue the task for the next worker that is free or
+        starts (starting one more, in the background, while there is room)."""
         fut: Future[Outcome] = Future()
         with self._lock:
             if self._stopping:
                 raise RuntimeError("the pool is shut down")
             worker = self._idle.pop() if self._idle else None
-            if worker is None and len(self._workers) >= self._size:
-                self._backlog.append((data, fut))
-                return fut
             if worker is not None:
                 worker.fut = fut
-        if worker is None:
-            worker = self._spawn()
-            worker.fut = fut
-            with self._lock:
-                self._workers.append(worker)
-            self._wake()  # the reader must watch the new pipe
-        self._send(worker, data)
+            else:
+                self._backlog.append((data, fut))
+                grow = self._reserve(1)
+        if worker is not None:
+            self._send(worker, data)
+        elif grow:
+            self._grow(grow)
         return fut
+
+    def _reserve(self, n: int) -> int:
+        """Count ``n`` more workers as starting, within the pool's size (lock held)."""
+        n = max(0, min(n, self._size - len(self._workers) - self._starting))
+        self._starting += n
+        return n
+
+    def _grow(self, n: int) -> None:
+        """Start ``n`` reserved workers in a thread of their own: process starts (the
+        first one starts the fork server: a Python process and its imports) never hold
+        up the caller, which meanwhile prepares and records the pipeline."""
+        threading.Thread(
+            target=self._start_workers, args=(n,), name="opsloop-pool-start", daemon=True
+        ).start()
+
+    def _start_workers(self, n: int) -> None:
+        # One after the other: multiprocessing's process start is not thread-safe.
+        with _start_lock:
+            for _ in range(n):
+                try:
+                    worker = self._spawn()
+                except BaseException as exc:
+                    self._start_failed(exc)
+                    continue
+                nxt = None
+                with self._lock:
+                    self._starting -= 1
+                    self._workers.append(worker)
+                    if self._backlog:
+                        nxt = self._backlog.popleft()
+                        worker.fut = nxt[1]
+                    else:
+                        self._idle.append(worker)
+                self._wake()  # the reader must watch the new pipe
+                self._started.set()
+                if nxt is not None:
+                    self._send(worker, nxt[0])
+
+    def _start_failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self._starting -= 1
+            # With no worker up or coming, nothing would ever take the queued tasks.
+            stranded = list(self._backlog) if not self._workers and not self._starting else []
+            if stranded:
+                self._backlog.clear()
+        self._started.set()
+        for _, fut in stranded:
+            fut.set_result(
+                Outcome(LOST, error=f"cannot start a worker process: {type(exc).__name__}: {exc}")
+            )
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(  # type: ignore[attr-defined]
-            target=_serve, args=(child,), name="opsloop-worker", daemon=True
-        )
+        proc = _process(self._ctx, target=_serve, args=(child,), name="opsloop-worker", daemon=True)
         proc.start()
         child.close()
         return _Worker(proc, parent)
@@ -261,16 +362,19 @@ class _Pool:
         with contextlib.suppress(OSError, ValueError):
             self._wake_w.send_bytes(b"w")
 
-    def start_all(self) -> None:
-        new = []
+    def start_all(self, *, wait: bool = True, more: bool = True) -> None:
+        """Start every missing worker (in the background; ``wait``: until all are up;
+        ``more=False``: only wait for those already starting)."""
         with self._lock:
-            missing = self._size - len(self._workers)
-        for _ in range(missing):
-            new.append(self._spawn())
-        with self._lock:
-            self._workers.extend(new)
-            self._idle.extend(new)
-        self._wake()
+            n = self._reserve(self._size) if more else 0
+        if n:
+            self._grow(n)
+        while wait:
+            with self._lock:
+                if not self._starting:
+                    return
+                self._started.clear()
+            self._started.wait(1.0)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -323,14 +427,14 @@ class _Pool:
             proc.join()
         worker.conn.close()
         fut, worker.fut = worker.fut, None
-        retry = None
+        grow = 0
         with self._lock:
             if worker in self._workers:
                 self._workers.remove(worker)
             if worker in self._idle:
                 self._idle.remove(worker)
-            if self._backlog:
-                retry = self._backlog.popleft()
+            if self._backlog and not self._stopping:
+                grow = self._reserve(len(self._backlog))  # its place is free
         if fut is not None and not fut.done():
             fut.set_result(
                 Outcome(
@@ -341,18 +445,8 @@ class _Pool:
                     ),
                 )
             )
-        if retry is not None:  # its place is free: a new worker takes the next task
-            try:
-                self._resubmit(*retry)
-            except Exception as exc:
-                retry[1].set_result(Outcome(LOST, error=f"cannot start a worker: {exc}"))
-
-    def _resubmit(self, data: bytes, fut: Future[Outcome]) -> None:
-        worker = self._spawn()
-        worker.fut = fut
-        with self._lock:
-            self._workers.append(worker)
-        self._send(worker, data)
+        if grow:
+            self._grow(grow)
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -378,6 +472,7 @@ class _Pool:
             busy += [fut for _, fut in self._backlog]
         for fut in busy:
             fut.result()
+        self.start_all(wait=True, more=False)  # workers still starting come up first
         with self._lock:
             workers = list(self._workers)
             self._idle.clear()
@@ -455,6 +550,16 @@ class LocalExecutor:
         """
         self._get_pool().start_all()
 
+    def prestart(self) -> None:
+        """Start the missing worker processes in the background and return at once (a
+        pipeline run calls this first, so that they start while it prepares).
+
+        Example::
+
+            LocalExecutor(8).prestart()
+        """
+        self._get_pool().start_all(wait=False)
+
     def submit(self, task: Task) -> Future[Outcome]:
         """Start the attempt in a worker (or, with a timeout, a process of its own).
 
@@ -486,8 +591,8 @@ class LocalExecutor:
 
     def _run_child(self, data: bytes, task: Task, out: Future[Outcome]) -> None:
         recv, send = self._ctx.Pipe(duplex=False)
-        proc = self._ctx.Process(  # type: ignore[attr-defined]
-            target=run_in_child, args=(data, send), name=f"opsloop-step-{task.step}"
+        proc = _process(
+            self._ctx, target=run_in_child, args=(data, send), name=f"opsloop-step-{task.step}"
         )
         outcome: Outcome
         try:

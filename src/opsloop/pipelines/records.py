@@ -8,9 +8,9 @@ tags, artifact paths of their outputs and logs, cache entries) - and writes all 
 one transaction, through the same tables, names and value rules as the tracking service
 (``opsloop.tracking.validation``), so the runs read back like any other.
 
-(Writing from a background thread was tried and measured slower: the writer and the
-scheduler contend for the GIL, and the loser waits out the interpreter's switch
-interval.)
+(The runner collects these for up to 50 ms and writes each batch on a writer thread:
+writing a transaction every scheduler turn, in the scheduler's thread, was most of a
+tiny step's overhead.)
 
 (A batched ``create_runs``/``log_batches`` in ``tracking.service`` would be the natural
 home for this; it lives here while the store's schema is being changed elsewhere.)

@@ -7,15 +7,14 @@ process). Then the pipeline's run is created and the steps are scheduled.
 
 The scheduler is one loop in the calling thread. Each turn it takes the attempts that
 ended, works out which steps became ready, computes their cache keys (their inputs'
-content hashes are now known), looks them all up in one query, records hits, starts as
-many misses as the executor has room for, and writes everything that changed - in one
-database transaction a turn, since on a 200-step chain that transaction's fixed cost
-is most of the overhead. Attempts bound for other processes are handed over before the
-commit, so that it overlaps them. A retry waits for its backoff in the loop, never in a
-worker. Steps whose inputs can no longer come (an
-upstream step failed) are not run and get no run record: they are SKIPPED in the
-result and in the pipeline run's summary artifact ``pipeline/steps.json``; the other
-branches go on, so that a re-run can resume from as much cache as possible.
+content hashes are now known), looks them all up in one query, records hits, and starts
+as many misses as the executor has room for. What changed is buffered and written in one
+transaction every 50 ms (``FLUSH_INTERVAL``), on a writer thread, so that neither a
+transaction a turn nor a slow disk holds up the steps. A retry waits for its backoff
+in the loop, never in a worker. Steps whose inputs can no longer come (an upstream step
+failed) are not run and get no run record: they are SKIPPED in the result and in the
+pipeline run's summary artifact ``pipeline/steps.json``; the other branches go on, so
+that a re-run can resume from as much cache as possible.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -334,6 +333,8 @@ class _Runner:
         self.buffer = Batch()
         self.buffered_since: float | None = None
         self._raw: Any = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._writes: deque[Future[None]] = deque()
         self._seq = 0
         self._empty_logged = False
 
@@ -352,6 +353,7 @@ class _Runner:
                 self._loop()
             finally:
                 self._raw = None
+                self.close_writer()  # waits for the writes under way
 
     def _loop(self) -> None:
         total = len(self.order)
@@ -399,17 +401,40 @@ class _Runner:
                 except queue.Empty:
                     break
 
-    def flush(self) -> None:
-        """Write what changed since the last write, in one transaction."""
+    def flush(self, *, wait: bool = False) -> None:
+        """Write what changed since the last write, in one transaction, on the writer
+        thread (``wait``: and return once it and every earlier write are stored).
+
+        The scheduler goes on while the database commits (SQLite releases the GIL while
+        it writes and syncs, a PostgreSQL server works while the client waits), so a
+        slow disk or network delays the records, not the steps. Writes keep their order
+        (one thread); a write that fails fails the pipeline at the next flush.
+        """
         batch, self.buffer = self.buffer, Batch()
         self.buffered_since = None
-        self.recorder.write(batch)
+        if batch:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="opsloop-records")
+            self._writes.append(self._writer.submit(self.recorder.write, batch))
+        while self._writes and (wait or self._writes[0].done()):
+            self._writes.popleft().result()  # raises what the write raised
 
     def take_buffer(self) -> Batch:
-        """What is not yet written (for the pipeline's last transaction)."""
+        """What is not yet written, once every earlier write is stored (for the
+        pipeline's last transaction)."""
+        try:
+            while self._writes:
+                self._writes.popleft().result()
+        finally:
+            self._writes.clear()
         batch, self.buffer = self.buffer, Batch()
         self.buffered_since = None
         return batch
+
+    def close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
 
     def _turn(self, batch: Batch) -> None:
         """Look up the ready steps in the cache and start what there is room for.
@@ -427,7 +452,7 @@ class _Runner:
             self._resolve_ready(batch)
         tasks = self._dispatch(batch)
         if self.executor.in_process and tasks:
-            self.flush()
+            self.flush(wait=True)
         for task in tasks:
             self._submit(task)
 
@@ -894,6 +919,9 @@ def run(
     graph, pipeline_experiment = _graph_of(pipeline, params)
     order = graph.validate()
     ex = resolve(executor, max_workers)
+    prestart = getattr(ex, "prestart", None)
+    if callable(prestart):  # worker processes start while the pipeline is prepared
+        prestart()
     if not isinstance(cache, bool):
         raise InvalidInput(f"cache must be True or False, got {cache!r}")
     prepared = _prepare(graph, order, ex.in_process)
