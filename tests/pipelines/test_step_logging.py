@@ -224,3 +224,39 @@ def test_an_active_run_of_another_store_is_not_a_parent(store: Store, home: Path
     with opsloop.start_run():
         r = run(training, {"epochs": 1}, store=store, executor="inline")
     assert "mlflow.parentRunId" not in TrackingService(store).get_run(r.run_id).tags
+
+
+@step
+def register_rows(n: int) -> int:
+    import pandas as pd
+
+    return opsloop.data.register(pd.DataFrame({"x": range(n)}), "step-rows").version
+
+
+@step
+def read_rows(version: int) -> int:
+    return len(opsloop.data.get("step-rows", version))
+
+
+@pipeline
+def rows_lineage(n: int):
+    read_rows(register_rows(n))
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_datasets_a_step_registers_and_reads_are_its_runs_inputs(home: Path, executor: str) -> None:
+    """A step's data calls go to the pipeline's store (in a worker too) and the versions
+    become its run's inputs, recorded once the run is written."""
+    from opsloop.data import DatasetService
+
+    r = run(rows_lineage, {"n": 7}, executor=executor, cache=False)
+    store = default_store()
+    dv = DatasetService(store).get_version("step-rows", r.output("register_rows"))
+    assert dv.num_rows == 7
+    runs = step_runs(store, r.run_id)
+    assert dv.run_id == runs["register_rows"].info.run_id
+    assert dv.produced_by_step == "register_rows"
+    assert r.output("read_rows") == 7
+    for name in ("register_rows", "read_rows"):
+        inputs = runs[name].inputs
+        assert [(i.name, i.digest) for i in inputs] == [("step-rows", dv.digest)]

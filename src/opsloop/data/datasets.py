@@ -25,6 +25,7 @@ from opsloop.data.service import DatasetService
 from opsloop.errors import InvalidInput
 from opsloop.store import default_service
 from opsloop.tracking import fluent
+from opsloop.tracking.capture import StepLog, current_step_log
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]
@@ -57,6 +58,7 @@ def register(
         dv.ref, dv.num_rows, dv.digest[:12]        # ("sensors@3", 1000000, "9f2c1e7a0b4d")
         dv.profile["temp"].numeric.quantiles[0.5]
     """
+    step_log = current_step_log()
     run = fluent.active_run()
     svc = _service()
     dv = svc.register(
@@ -64,11 +66,21 @@ def register(
         name,
         description=description,
         run_id=run.info.run_id if run else None,
-        produced_by_step=produced_by_step,
+        produced_by_step=produced_by_step or (step_log.step if step_log else None),
     )
-    if run is not None:
-        svc.log_input(run.info.run_id, dv)
+    _record_input(svc, dv, run, step_log)
     return dv
+
+
+def _record_input(
+    svc: DatasetService, dv: DatasetVersion, run: Any, step_log: StepLog | None
+) -> None:
+    if step_log is not None:
+        # Inside a pipeline step the step's run may not be written yet: the runner
+        # records the input with the step's end.
+        step_log.add_input(dv.name, dv.version)
+    elif run is not None:
+        svc.log_input(run.info.run_id, dv)
 
 
 @overload
@@ -101,9 +113,7 @@ def get(
     svc = _service()
     dv = svc.get_version(name, version)
     table = svc.read_table(dv)
-    run = fluent.active_run()
-    if run is not None:
-        svc.log_input(run.info.run_id, dv)
+    _record_input(svc, dv, fluent.active_run(), current_step_log())
     return table if as_ == "arrow" else table.to_pandas()
 
 

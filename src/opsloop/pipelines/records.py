@@ -76,6 +76,9 @@ class Batch:
     logged_metrics: list[tuple[str, str, float, int, int]] = field(default_factory=list)
     logged_params: list[tuple[str, str, str]] = field(default_factory=list)
     logged_tags: list[tuple[str, str, str]] = field(default_factory=list)
+    # Dataset versions step bodies used, (run id, dataset name, version): written as
+    # run inputs just after the transaction that holds their runs.
+    dataset_inputs: list[tuple[str, str, int]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -85,6 +88,7 @@ class Batch:
             or self.logged_metrics
             or self.logged_params
             or self.logged_tags
+            or self.dataset_inputs
         )
 
 
@@ -162,6 +166,17 @@ class Recorder:
         if batch:
             with self.store.db.write() as conn:
                 self.write_in(conn, batch)
+            if batch.dataset_inputs:
+                self._log_dataset_inputs(batch.dataset_inputs)
+
+    def _log_dataset_inputs(self, inputs: list[tuple[str, str, int]]) -> None:
+        # Through the data service (a dataset input has a schema, a profile and its
+        # dedup rules): once per input, after the runs exist.
+        from opsloop.data.service import DatasetService
+
+        svc = DatasetService(self.store)
+        for run_id, name, version in inputs:
+            svc.log_input(run_id, svc.get_version(name, version))
 
     def write_in(self, conn: Connection, batch: Batch) -> None:
         """Write ``batch`` in the caller's (write) transaction."""

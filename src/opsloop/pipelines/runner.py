@@ -320,6 +320,7 @@ class _Runner:
         url = store.settings.artifacts_url
         # Workers get the store's location explicitly, never relative to their cwd.
         self.artifacts_url = url if "://" in url else os.path.abspath(url)
+        self.database_url = _absolute_db_url(store.settings.database_url)
         self.states = {name: _State(waiting=len(graph.nodes[name].upstream)) for name in order}
         self.ready: deque[str] = deque(n for n in order if self.states[n].waiting == 0)
         self.queued: deque[str] = deque()
@@ -598,6 +599,7 @@ class _Runner:
             multi=step.multi,
             named=step.named_outputs,
             artifacts_url=self.artifacts_url,
+            database_url=self.database_url,
             timeout=step.timeout,
             by_value=p.by_value,
             cache_key=st.key if step.cache else None,
@@ -851,6 +853,21 @@ def _attempt_rows(root: str, run_id: str, outcome: Outcome, batch: Batch) -> Non
     batch.logged_metrics.extend((run_id, k, val, ts, s) for k, val, ts, s in logged.metrics)
     batch.logged_params.extend((run_id, k, val) for k, val in logged.params.items())
     batch.logged_tags.extend((run_id, k, val) for k, val in logged.tags.items())
+    batch.dataset_inputs.extend((run_id, name, version) for name, version in logged.inputs)
+
+
+def _absolute_db_url(url: str) -> str:
+    """``url`` with a relative SQLite file made absolute (workers may start elsewhere)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return url
+    db = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not db or db == ":memory:" or os.path.isabs(db):
+        return url
+    return parsed.set(database=os.path.abspath(db)).render_as_string(hide_password=False)
 
 
 def _result(fut: Future[Outcome]) -> Outcome:

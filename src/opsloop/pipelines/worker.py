@@ -91,6 +91,9 @@ class Task:
     cache_key: str | None = None
     # The step's data checks (see ``checks``); picklable, sent with the task.
     checks: StepChecks | None = None
+    # The pipeline's metadata database: in a worker, the step's own calls to the store
+    # (``opsloop.data.register``, ``opsloop.data.get``) go to the pipeline's store.
+    database_url: str | None = None
     # In-process executors only: the live function and input values (never pickled).
     fn: Callable[..., Any] | None = None
     values: list[Any] | None = None
@@ -347,6 +350,27 @@ def argument(task: Task, values: list[Any], name: str) -> Any:
     raise StepError(f"step {task.step!r} checks the argument {name!r}, which it was not given")
 
 
+@contextlib.contextmanager
+def _pipeline_store(task: Task, in_worker: bool) -> Iterator[None]:
+    """In a worker process, make the pipeline's store the default one while the step
+    runs (a worker may outlive a change of the caller's settings, and a Ray node has
+    none of them). In-process steps use their process's default store."""
+    if not in_worker or not task.database_url:
+        yield
+        return
+    wanted = {"OPSLOOP_DATABASE_URL": task.database_url, "OPSLOOP_ARTIFACTS": task.artifacts_url}
+    saved = {k: os.environ.get(k) for k in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def execute(task: Task, *, in_worker: bool) -> Outcome:
     """Run one attempt of ``task``; never raises for a failure of the step itself.
 
@@ -368,6 +392,7 @@ def execute(task: Task, *, in_worker: bool) -> Outcome:
     checks = task.checks
     log = StepLog(task.run_id, task.step, int(started * 1000))
     with (
+        _pipeline_store(task, in_worker),
         capturing(whole_process=in_worker) as cap,
         capturing_step_log(log, whole_process=in_worker),
     ):

@@ -40,10 +40,17 @@ class StepLog:
     metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    # Dataset versions the step read or registered, (name, version): recorded as the
+    # step run's inputs once its run is written (the run may not be, while it runs).
+    inputs: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.metrics or self.params or self.tags)
+        return not (self.metrics or self.params or self.tags or self.inputs)
+
+    def add_input(self, name: str, version: int) -> None:
+        if (name, version) not in self.inputs:
+            self.inputs.append((name, version))
 
     def run(self) -> Run:
         """The step's run as far as the step knows it (no database: only its id, name,
