@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from opsloop.errors import InvalidInput
+from opsloop.errors import InvalidInput, OpsloopError
 from opsloop.pipelines import (
-    PipelineFailed,
     SweepFailed,
     SweepOutputs,
     pipeline,
@@ -311,7 +310,7 @@ def test_a_sweep_whose_every_trial_failed_raises(store: Store) -> None:
     with pytest.raises(SweepFailed) as info:
         sweep(fragile, {"x": [-1, -2]}, executor="inline", store=store)
     exc = info.value
-    assert isinstance(exc, PipelineFailed)
+    assert isinstance(exc, OpsloopError) and exc.exit_code == 1
     assert [t.status for t in exc.sweep.trials] == ["FAILED", "FAILED"]
     assert exc.result.run_id == exc.sweep.run_id
     assert "every trial of sweep 'fragile-sweep' failed (2 trials)" in str(exc)
@@ -468,3 +467,13 @@ def test_fixed_arguments_and_kwargs_steps(store: Store) -> None:
     run_ = step_runs(store, k.run_id)["with_kwargs[base=1,y=20]"]
     assert (run_.params["y"], run_.params["z"]) == ("20", "100")
     assert math.isclose(k.best.objective if k.best else 0, 121.0)
+
+
+def test_the_package_exports_the_function_under_the_module_s_name() -> None:
+    import importlib
+
+    import opsloop
+    import opsloop.pipelines
+
+    module = importlib.import_module("opsloop.pipelines.sweep")  # imported: no effect
+    assert opsloop.pipelines.sweep is module.sweep is opsloop.sweep

@@ -44,6 +44,9 @@ from typing import TYPE_CHECKING, Any
 # the submodule of that name (importing a submodule sets the package's attribute).
 from opsloop.pipelines.pipeline import Pipeline, pipeline
 
+# Likewise, so that the package's ``sweep`` is the function, never the submodule.
+from opsloop.pipelines.sweep import sweep
+
 if TYPE_CHECKING:
     from opsloop.pipelines import scheduling
     from opsloop.pipelines.executors import Executor, InlineExecutor, LocalExecutor
@@ -53,7 +56,7 @@ if TYPE_CHECKING:
     from opsloop.pipelines.runner import run
     from opsloop.pipelines.scheduling import schedule
     from opsloop.pipelines.steps import Step, step
-    from opsloop.pipelines.sweep import SweepFailed, SweepOutputs, SweepResult, Trial, sweep
+    from opsloop.pipelines.sweep import SweepFailed, SweepOutputs, SweepResult, Trial
 
 # Where each public name lives, loaded on first use: worker processes import this
 # package (for ``worker`` and ``executors``) and need none of the runner, the tracking
@@ -76,7 +79,6 @@ _LAZY = {
     "SweepOutputs": "sweep",
     "SweepResult": "sweep",
     "Trial": "sweep",
-    "sweep": "sweep",
 }
 
 __all__ = [

@@ -52,21 +52,21 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from opsloop.core.ids import now_ms
+# Only light modules here: the package imports this one at its own import (so that its
+# ``sweep`` is this function, never this module), and worker processes import the
+# package. The runner, the store and the tracking service load when a sweep runs.
 from opsloop.errors import InvalidInput, OpsloopError
-from opsloop.pipelines.executors import Executor
 from opsloop.pipelines.graph import Graph, Output, current_graph, refs_in
 from opsloop.pipelines.pipeline import Pipeline
-from opsloop.pipelines.result import FAILED, FINISHED, PipelineFailed, PipelineResult
-from opsloop.pipelines.runner import run
-from opsloop.pipelines.steps import Step
-from opsloop.store import Store, default_store
-from opsloop.tracking import validation
-from opsloop.tracking.entities import Metric
-from opsloop.tracking.service import TrackingService
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]
+
+    from opsloop.pipelines.executors import Executor
+    from opsloop.pipelines.result import PipelineResult
+    from opsloop.pipelines.steps import Step
+    from opsloop.store import Store
+    from opsloop.tracking.service import TrackingService
 
 MAX = "max"
 MIN = "min"
@@ -81,6 +81,11 @@ TAG_SWEEP = "opsloop.sweep"
 TAG_BEST_RUN = "opsloop.sweep.best_run"
 TAG_BEST_TRIAL = "opsloop.sweep.best_trial"
 OBJECTIVE = "objective"  # the metric name of a step's numeric result without metric=
+# A step run's status (as ``result`` names them), repeated to keep this module light.
+FINISHED = "FINISHED"
+FAILED = "FAILED"
+# As ``tracking.validation.MAX_BATCH_METRICS``: the metrics one trial may log.
+MAX_TRIAL_METRICS = 1000
 
 _RUN_OPTIONS = ("executor", "max_workers", "cache", "experiment", "name", "store", "progress")
 
@@ -222,10 +227,10 @@ class SweepResult:
         return pd.DataFrame(rows, columns=[*columns, "error"])
 
 
-class SweepFailed(PipelineFailed):
+class SweepFailed(OpsloopError):
     """Every trial of a sweep failed; ``.sweep`` holds them, ``.result`` the pipeline run.
 
-    (Part of opsloop's error tree under ``OpsloopError``, via ``PipelineFailed``.)
+    (Part of opsloop's error tree under ``OpsloopError``: exit code 1, HTTP 500.)
 
     Example::
 
@@ -239,8 +244,7 @@ class SweepFailed(PipelineFailed):
         self.sweep = sweep
         self.result = sweep.result
         first = sweep.trials[0]
-        OpsloopError.__init__(
-            self,
+        super().__init__(
             f"every trial of sweep {sweep.name!r} failed ({len(sweep.trials)} trials); the "
             f"first, trial {first.name!r}: {first.error}. The tracebacks are in the artifact "
             f"logs/traceback.txt of each trial's run (sweep run {sweep.run_id})",
@@ -471,6 +475,8 @@ def _number(value: Any) -> float | None:
 
 
 def _metric_name(key: Any) -> str | None:
+    from opsloop.tracking import validation
+
     try:
         return validation.key("metric", key)
     except InvalidInput:
@@ -491,7 +497,7 @@ def _measure(
         metrics: dict[str, float] = {}
         for k, v in value.items():
             n, key = _number(v), _metric_name(k)
-            if n is not None and key is not None and len(metrics) < validation.MAX_BATCH_METRICS:
+            if n is not None and key is not None and len(metrics) < MAX_TRIAL_METRICS:
                 metrics[key] = n
         if metric is None:
             return (
@@ -549,12 +555,16 @@ def _check_options(samples: int | None, sample_seed: int, metric: str | None, mo
     if isinstance(sample_seed, bool) or not isinstance(sample_seed, int):
         raise InvalidInput(f"sample_seed must be an integer, got {sample_seed!r}")
     if metric is not None:
+        from opsloop.tracking import validation
+
         validation.key("metric", metric)
     if mode not in (MAX, MIN):
         raise InvalidInput(f"mode must be 'max' or 'min', got {mode!r}")
 
 
 def _as_step(step: Any) -> Step:
+    from opsloop.pipelines.steps import Step
+
     if isinstance(step, Step):
         return step
     if isinstance(step, Pipeline) or not callable(step):
@@ -716,6 +726,10 @@ def _run(
     for point, where in points:
         out = graph.add(step.options(name=_trial_name(step, point, where)), **args, **point)
         names.append((out[0] if isinstance(out, tuple) else out).node)
+    from opsloop.pipelines.runner import run
+    from opsloop.store import default_store
+    from opsloop.tracking.service import TrackingService
+
     store = store or default_store()
     result = run(
         graph,
@@ -766,6 +780,9 @@ def _run(
 def _record(svc: TrackingService, sweep: SweepResult) -> None:
     """Log each trial's metrics on its run and the best trial on the sweep's run (the
     runs exist and have ended by now: the tracking service takes late writes)."""
+    from opsloop.core.ids import now_ms
+    from opsloop.tracking.entities import Metric
+
     ts = now_ms()
     for t in sweep.trials:
         if t.run_id is not None and t.metrics:
