@@ -35,6 +35,15 @@ sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 class Head(NamedTuple):
     address: str  # the GCS address, for a driver on the cluster's machine
     client: str  # the Ray Client address (ray://...)
+    temp: Path  # the cluster's temp folder (its logs are under session_latest/logs)
+
+    def client_logs(self) -> str:
+        """The Ray Client servers' logs, for a failure message."""
+        logs = self.temp / "session_latest" / "logs"
+        return "\n".join(
+            f"--- {f.name}\n{f.read_text(errors='replace')[-2000:]}"
+            for f in sorted(logs.glob("ray_client_server*"))
+        )
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +100,7 @@ def head() -> Iterator[Head]:
     saved = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"
     try:
-        yield Head(f"127.0.0.1:{port}", f"ray://127.0.0.1:{client_port}")
+        yield Head(f"127.0.0.1:{port}", f"ray://127.0.0.1:{client_port}", Path(temp))
     finally:
         if ray.is_initialized():
             ray.shutdown()
@@ -386,7 +395,9 @@ def test_a_pipeline_runs_through_ray_client(
         timeout=240,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0 and lines, (
+        proc.stdout[-3000:] + proc.stderr[-3000:] + "\n" + head.client_logs()
+    )
     report = json.loads(lines[-1][len("REPORT ") :])
     assert report["client"] is True and report["shared_client"] is True
     assert report["capacity"] == 2

@@ -36,6 +36,7 @@ import atexit
 import contextlib
 import functools
 import importlib
+import logging
 import os
 import threading
 import time
@@ -45,7 +46,7 @@ from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from typing import Any
 
-from opsloop.errors import InvalidInput
+from opsloop.errors import InvalidInput, Unavailable
 from opsloop.pipelines.executors import payload
 from opsloop.pipelines.worker import (
     ERROR,
@@ -58,8 +59,13 @@ from opsloop.pipelines.worker import (
     run_payload,
 )
 
+log = logging.getLogger(__name__)
+
 # How long to wait, after a timed-out task is force-cancelled, for Ray to confirm it.
 CANCEL_WAIT = 10.0
+
+# Connections tried before a Ray Client address counts as unavailable (see _connect).
+CLIENT_CONNECT_ATTEMPTS = 3
 
 INSTALL_HINT = "executor='ray' needs Ray, which is not installed: pip install 'opsloop[ray]'"
 
@@ -174,6 +180,42 @@ def _remote_functions(ray: Any) -> tuple[Any, Any, Any]:
         return _remote["plain"], _remote["timed"], _remote["supervised"]
 
 
+def _connect(ray: Any, address: str | None) -> None:
+    """Connect to the cluster at ``address`` (None: ``RAY_ADDRESS``), or raise
+    ``Unavailable``.
+
+    Through Ray Client, each connection gets a server process of its own on the head
+    node, which can fail to start (seen on a loaded machine: it dies right after its
+    fork, and the connection is refused with "Starting Ray client server failed"); a new
+    connection gets a new one, so such a connection is tried again, twice.
+    """
+    target = address or os.environ.get("RAY_ADDRESS") or ""
+    attempts = CLIENT_CONNECT_ATTEMPTS if "://" in target else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=True,
+                ignore_reinit_error=True,
+                runtime_env=None,
+            )
+            return
+        except ConnectionError as exc:
+            # The server's traceback comes inside the message: its last line says it.
+            why = (str(exc).strip().splitlines() or [""])[-1]
+            # Only a refused start is tried again: an address where nothing answers has
+            # already been tried for a while by Ray itself.
+            if attempt == attempts or not isinstance(exc, ConnectionAbortedError):
+                raise Unavailable(
+                    f"cannot connect to the Ray cluster at {target}"
+                    + (f" (tried {attempt} times)" if attempt > 1 else "")
+                    + f": {type(exc).__name__}: {why}"
+                ) from exc
+            log.warning("Ray Client connection to %s refused (%s); trying again", target, why)
+            time.sleep(attempt)
+
+
 def _client_connected() -> bool:
     """Whether this process talks to Ray through Ray Client (``ray://``)."""
     try:
@@ -217,13 +259,7 @@ class RayExecutor:
             if address is None and not os.environ.get("RAY_ADDRESS"):
                 ray.init(num_cpus=max_workers or os.cpu_count() or 1, include_dashboard=False)
             else:
-                ray.init(
-                    address=address,
-                    include_dashboard=False,
-                    log_to_driver=True,
-                    ignore_reinit_error=True,
-                    runtime_env=None,
-                )
+                _connect(ray, address)
             self._owns = True
         self.address = address
         # Through Ray Client, timed attempts are supervised on the cluster (see above).
