@@ -2,9 +2,72 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import pytest
 import sqlalchemy as sa
 
 from opsloop.store.db import HEAD_REVISION, Database
+from tests.conftest import missing_service, pg_schema_url
+
+
+def _schema(db: Database) -> dict[str, Any]:
+    """Tables, columns (name, type, nullability), primary keys, indexes, foreign keys
+    and unique constraints, as the database reports them."""
+    out: dict[str, Any] = {}
+    with db.read() as conn:
+        insp = sa.inspect(conn)
+        for table in sorted(insp.get_table_names()):
+            out[table] = {
+                "columns": [
+                    (c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(table)
+                ],
+                "pk": insp.get_pk_constraint(table)["constrained_columns"],
+                "indexes": sorted(
+                    (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                    for i in insp.get_indexes(table)
+                ),
+                "fks": sorted(
+                    (tuple(f["constrained_columns"]), f["referred_table"])
+                    for f in insp.get_foreign_keys(table)
+                ),
+                "unique": sorted(
+                    tuple(u["column_names"]) for u in insp.get_unique_constraints(table)
+                ),
+            }
+    return out
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_a_new_database_gets_the_schema_the_migrations_build(
+    dialect: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A new database is created at the newest revision directly (fast); it must be the
+    very schema that running every migration builds, with the same rows."""
+    if dialect == "postgres" and not request.getfixturevalue("pg_available"):
+        missing_service("PostgreSQL")
+
+    def check(fast_url: str, migrated_url: str) -> None:
+        fast, migrated = Database(fast_url), Database(migrated_url)
+        try:
+            fast.upgrade()
+            migrated._run_alembic_upgrade()  # every migration, as an old store gets them
+            assert migrated.current_revision() == fast.current_revision() == HEAD_REVISION
+            assert _schema(fast) == _schema(migrated)
+            for db in (fast, migrated):
+                with db.read() as conn:
+                    rows = conn.execute(sa.text("SELECT experiment_id, name FROM experiments"))
+                    assert [tuple(r) for r in rows] == [(0, "Default")]
+        finally:
+            fast.dispose()
+            migrated.dispose()
+
+    if dialect == "sqlite":
+        check(f"sqlite:///{tmp_path / 'fast.db'}", f"sqlite:///{tmp_path / 'migrated.db'}")
+    else:
+        with pg_schema_url() as a, pg_schema_url() as b:
+            check(a, b)
 
 
 def test_upgrade_creates_schema_and_default_experiment(db_url: str) -> None:

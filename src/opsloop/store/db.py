@@ -153,10 +153,48 @@ class Database:
                 self._migrated = True
                 return HEAD_REVISION
             with self._migration_lock():
-                if self.current_revision() != HEAD_REVISION:
+                revision = self.current_revision()
+                if revision is None and self._is_empty():
+                    self._create_at_head()
+                elif revision != HEAD_REVISION:
                     self._run_alembic_upgrade()
             self._migrated = True
             return HEAD_REVISION
+
+    def _is_empty(self) -> bool:
+        with self.read() as conn:
+            return not sa.inspect(conn).get_table_names()
+
+    def _create_at_head(self) -> None:
+        """A new, empty database: create the schema of the newest revision directly and
+        stamp it, in one transaction. The same result as running every migration (a test
+        compares them), in a tenth of the time: loading Alembic alone took 0.25 s, on
+        every first start of a store. Rows a migration inserts are inserted here too.
+        """
+        from opsloop.store.tables import experiments, metadata
+
+        version = sa.Table(
+            "alembic_version",
+            sa.MetaData(),
+            sa.Column("version_num", sa.String(32), nullable=False),
+            sa.PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+        )
+        now = int(time.time() * 1000)
+        with self.write() as conn:
+            metadata.create_all(conn)
+            version.create(conn)
+            conn.execute(version.insert().values(version_num=HEAD_REVISION))
+            # 0001: MLflow's clients expect experiment "0", named "Default", to exist.
+            conn.execute(
+                experiments.insert().values(
+                    experiment_id=0,
+                    name="Default",
+                    artifact_location="mlflow-artifacts:/0",
+                    lifecycle_stage="active",
+                    creation_time=now,
+                    last_update_time=now,
+                )
+            )
 
     @contextlib.contextmanager
     def _migration_lock(self) -> Iterator[None]:
