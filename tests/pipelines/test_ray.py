@@ -426,3 +426,18 @@ def test_a_pipeline_runs_through_ray_client(
     assert attempts == 2
     crashed = artifacts(store, step_runs(store, crash_run)["crashes_once"])
     assert b"WorkerCrashedError" in crashed["logs/stderr.txt"]
+
+    # the shell: opsloop run --executor ray --address ray://..., from the cache
+    cli = subprocess.run(
+        [
+            *(sys.executable, "-m", "opsloop", "run", "tests.pipelines.test_ray:fan", "-p", "n=5"),
+            *("--executor", "ray", "--address", head.client),
+        ],
+        cwd=request.config.rootpath,
+        env={**env, "OPSLOOP_HOME": str(home), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert cli.returncode == 0, cli.stdout[-3000:] + cli.stderr[-3000:]
+    assert "5 steps, 5 from the cache" in cli.stdout

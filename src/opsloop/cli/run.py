@@ -98,8 +98,19 @@ def run(
         list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE (JSON values parsed).")
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every step again.")] = False,
-    executor: Annotated[str, typer.Option(help="local (processes) or inline.")] = "local",
-    max_workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    executor: Annotated[
+        str, typer.Option(help="local (processes), inline (this process) or ray (a cluster).")
+    ] = "local",
+    max_workers: Annotated[
+        int | None, typer.Option(help="Steps at once (local: worker processes).")
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="The Ray cluster for --executor ray (ray://head:10001, host:6379, auto; "
+            "default: RAY_ADDRESS, else a local Ray)."
+        ),
+    ] = None,
     experiment: Annotated[
         str | None, typer.Option(help="Experiment (default: the pipeline's name).")
     ] = None,
@@ -108,6 +119,12 @@ def run(
     from opsloop.pipelines import Pipeline
     from opsloop.pipelines import run as run_pipeline
 
+    if address is not None:
+        if executor != "ray":
+            raise InvalidInput(f"--address is for --executor ray, not {executor!r}")
+        if not address.strip():
+            raise InvalidInput("--address is empty: give ray://host:port, host:port or auto")
+        os.environ["RAY_ADDRESS"] = address  # what the shared Ray executor connects to
     pipe = load_target(target)
     if not isinstance(pipe, Pipeline):
         raise InvalidInput(f"{target!r} is not an @opsloop.pipeline (got {type(pipe).__name__})")
