@@ -379,3 +379,98 @@ scheduler_leases = Table(
     Column("acquired_time", BigInteger, nullable=False),
     Column("expires_time", BigInteger, nullable=False),
 )
+
+# Deployments (opsloop.serving): a name serving a registered model. ``alias`` set means
+# the stable version follows ``model@alias`` (``stable_version`` is then the alias's
+# version when last seen); otherwise ``stable_version`` is pinned. A canary takes
+# ``canary_share`` percent of the traffic; a shadow gets a copy of every request.
+# ``settings`` is JSON (batching, workers, prediction logging). ``revision`` counts
+# changes: writers lock the row and bump it, and a caller may ask for a change only
+# at the revision it read.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("name", String(MAX_NAME_LENGTH), primary_key=True),
+    Column("model", String(MAX_NAME_LENGTH), nullable=False),
+    Column("alias", String(MAX_NAME_LENGTH), nullable=True),
+    Column("stable_version", Integer, nullable=False),
+    Column("canary_version", Integer, nullable=True),
+    Column("canary_share", Float, nullable=True),
+    Column("shadow_version", Integer, nullable=True),
+    Column("settings", Text, nullable=False, default="{}"),
+    Column("description", Text, nullable=False, default=""),
+    Column("revision", Integer, nullable=False, default=1),
+    Column("created_by", String(MAX_NAME_LENGTH), nullable=False, default=""),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+    Index("ix_deployments_model", "model"),
+)
+
+# Every change of a deployment (create, update, set_canary, promote, rollback,
+# alias_moved): when, who, why, and the traffic state after it; ``changes`` is JSON
+# of each changed field's old and new value.
+deployment_events = Table(
+    "deployment_events",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "deployment",
+        String(MAX_NAME_LENGTH),
+        ForeignKey("deployments.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("revision", Integer, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("event_time", BigInteger, nullable=False),
+    Column("who", String(MAX_NAME_LENGTH), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("stable_version", Integer, nullable=False),
+    Column("canary_version", Integer, nullable=True),
+    Column("canary_share", Float, nullable=True),
+    Column("shadow_version", Integer, nullable=True),
+    Column("changes", Text, nullable=False, default="{}"),
+    Index("ix_deployment_events_deployment", "deployment", "event_id"),
+)
+
+# The prediction log: Parquet segments in the artifact store (blob ``sha256``, visible
+# at ``artifact_path``), one per deployment, model version and role (served or shadow)
+# per flush, with the time span of their rows (ms) so that a window reads only the
+# segments it overlaps. No foreign key: a server may log for a model it serves without
+# a deployment record.
+prediction_segments = Table(
+    "prediction_segments",
+    metadata,
+    Column("segment_id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(MAX_NAME_LENGTH), nullable=False),
+    Column("version", Integer, nullable=True),
+    Column("shadow", Boolean, nullable=False, default=False),
+    Column("min_time", BigInteger, nullable=False),
+    Column("max_time", BigInteger, nullable=False),
+    Column("num_rows", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("artifact_path", String(1024), nullable=False),
+    Column("schema", Text, nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Index("ix_prediction_segments_min", "deployment", "min_time"),
+    Index("ix_prediction_segments_max", "deployment", "max_time"),
+)
+
+# Ground truth that came later: Parquet segments of (request_id, row, label, label
+# time), joined to predictions by request id when read (the latest label wins).
+# ``min_time``/``max_time`` are when the labels arrived: a label cannot arrive before
+# its prediction, so a window starting at T reads only segments with max_time >= T.
+prediction_label_segments = Table(
+    "prediction_label_segments",
+    metadata,
+    Column("segment_id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(MAX_NAME_LENGTH), nullable=False),
+    Column("min_time", BigInteger, nullable=False),
+    Column("max_time", BigInteger, nullable=False),
+    Column("num_rows", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("artifact_path", String(1024), nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Index("ix_prediction_label_segments_max", "deployment", "max_time"),
+)
