@@ -71,6 +71,9 @@ class Batch:
     ends: list[RunEnd] = field(default_factory=list)
     # (artifact path, blob sha256, size)
     artifacts: list[tuple[str, str, int]] = field(default_factory=list)
+    # (artifact path, bytes): small blobs to store before the transaction, then index
+    # with the rest (the cache entries of steps that finished).
+    blobs: list[tuple[str, bytes]] = field(default_factory=list)
     # What step bodies logged with the fluent API (see ``logged_statements``):
     # (run id, key, value, timestamp, step) points, (run id, key, value) params and tags.
     logged_metrics: list[tuple[str, str, float, int, int]] = field(default_factory=list)
@@ -85,6 +88,7 @@ class Batch:
             self.new_runs
             or self.ends
             or self.artifacts
+            or self.blobs
             or self.logged_metrics
             or self.logged_params
             or self.logged_tags
@@ -164,6 +168,9 @@ class Recorder:
     def write(self, batch: Batch) -> None:
         """Write ``batch`` in one transaction: all of it, or none of it."""
         if batch:
+            for path, data in batch.blobs:
+                batch.artifacts.append((path, *self.store.blobs.put_bytes(data)))
+            batch.blobs = []
             with self.store.db.write() as conn:
                 self.write_in(conn, batch)
             if batch.dataset_inputs:
