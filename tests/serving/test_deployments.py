@@ -3,6 +3,7 @@ who and why, following an alias, concurrent changes."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any
 
@@ -202,7 +203,9 @@ def test_promote_and_rollback_record_who_and_why(svc: DeploymentService) -> None
     assert all(e.time > 0 for e in events)
 
 
-def test_who_defaults_to_the_os_user(svc: DeploymentService, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_who_defaults_to_the_os_user(
+    svc: DeploymentService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import getpass
 
     svc.create("d", "churn", version=1)
@@ -279,7 +282,7 @@ def test_concurrent_updates_are_not_lost(svc: DeploymentService) -> None:
     # each settings change saw the one before it: a chain, none lost
     sizes = [e.changes["settings"] for e in events if "settings" in e.changes]
     assert len(sizes) == 6
-    for before, after in zip(sizes, sizes[1:], strict=False):
+    for before, after in itertools.pairwise(sizes):
         assert after[0] == before[1]
     assert d.settings == sizes[-1][1]
 
