@@ -15,7 +15,7 @@ from opsloop.pipelines import pipeline, run, step
 from opsloop.store import Store, default_store
 from opsloop.tracking.capture import StepLog, capturing_step_log, current_step_log
 from opsloop.tracking.service import TrackingService
-from tests.pipelines.helpers import step_runs
+from tests.pipelines.helpers import artifacts, step_runs
 
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -122,8 +122,6 @@ def relabels(lr: float) -> float:
 def misuses(what: str) -> None:
     if what == "start_run":
         opsloop.start_run()
-    elif what == "artifact":
-        opsloop.log_text("x", "notes.txt")
     elif what == "metric":
         opsloop.log_metric("bad key!", 1.0)
     elif what == "tag":
@@ -151,7 +149,6 @@ def test_wrong_logging_in_a_step_fails_it_clearly(store: Store) -> None:
 
     expected = {
         "start_run": "InvalidState: opsloop.start_run() cannot be called inside pipeline step",
-        "artifact": "InvalidState: opsloop.log_text() cannot be called inside pipeline step",
         "metric": "InvalidInput: invalid metric name 'bad key!'",
         "tag": "InvalidInput: tag 'opsloop.cache' of step 'misuses' is set by the pipeline's",
         "param": "InvalidInput: changing param values is not allowed: param 'k' of step",
@@ -260,3 +257,40 @@ def test_datasets_a_step_registers_and_reads_are_its_runs_inputs(home: Path, exe
     for name in ("register_rows", "read_rows"):
         inputs = runs[name].inputs
         assert [(i.name, i.digest) for i in inputs] == [("step-rows", dv.digest)]
+
+
+@step
+def fit_and_register(n: int) -> str:
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    x = pd.DataFrame({"a": [float(i) for i in range(n)], "b": [float(i % 3) for i in range(n)]})
+    model = LogisticRegression().fit(x, [i % 2 for i in range(n)])
+    opsloop.log_text(f"trained on {n} rows", "notes/summary.txt")
+    mv = opsloop.log_model(model, "step-model", input_example=x.iloc[:2])
+    return mv.version
+
+
+@pipeline
+def model_in_a_step(n: int):
+    fit_and_register(n)
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_a_step_logs_artifacts_and_registers_a_model_under_its_run(
+    home: Path, executor: str
+) -> None:
+    """Artifacts and models logged inside a step go under the step's run once it is
+    recorded (in a worker the step may start before its run is written)."""
+    from opsloop.registry.service import RegistryService
+
+    r = run(model_in_a_step, {"n": 12}, executor=executor, cache=False)
+    store = default_store()
+    step_run_ = step_runs(store, r.run_id)["fit_and_register"]
+    mv = RegistryService(store).get_model_version("step-model", r.output("fit_and_register"))
+    assert mv.run_id == step_run_.info.run_id
+    assert artifacts(store, step_run_)["notes/summary.txt"] == b"trained on 12 rows"
+    loaded = opsloop.load_model(f"models:/step-model/{mv.version}")
+    import pandas as pd
+
+    assert len(loaded.predict(pd.DataFrame({"a": [1.0], "b": [2.0]}))) == 1

@@ -24,6 +24,7 @@ from opsloop.registry.entities import ModelVersion
 from opsloop.registry.service import RegistryService
 from opsloop.store import default_service
 from opsloop.tracking import fluent
+from opsloop.tracking.capture import current_step_log
 from opsloop.tracking.entities import ModelOutput
 from opsloop.tracking.service import TrackingService, artifact_path_of
 
@@ -55,7 +56,9 @@ def log_model(
 
     reg = _registry()
     tracking = TrackingService(reg.store)
-    run = fluent.active_run()
+    step_log = current_step_log()
+    # Inside a pipeline step: the step's run as stored (a model is its output).
+    run = fluent.step_run(step_log) if step_log is not None else fluent.active_run()
     if register:
         from opsloop.registry.service import model_name
 

@@ -114,14 +114,58 @@ def _not_in_step(what: str) -> None:
     if log is not None:
         raise InvalidState(
             f"{what} cannot be called inside pipeline step {log.step!r}: the step already "
-            "has a run of its own, which opsloop.log_metric(s), log_param(s) and set_tag(s) "
-            "log to (opsloop.active_run() gives it). Return files and objects as the "
-            "step's outputs, or split the work into more steps"
+            "has a run of its own, which opsloop.log_metric(s), log_param(s), set_tag(s), "
+            "log_artifact(s), log_text and log_model log to (opsloop.active_run() gives "
+            "it); split the work into more steps"
         )
 
 
 def _service() -> TrackingService:
     return default_service(TrackingService)
+
+
+# How long a step waits for its run to be recorded before it writes under it.
+STEP_RUN_WAIT = 60.0
+
+
+def step_run(log: StepLog) -> Run:
+    """The step's run as stored, for calls inside a step that write under it (artifacts,
+    models). The runner writes a step's run with its next batch (within ~50 ms of the
+    step's start) and a step in a worker may be quicker than that: this waits for it.
+
+    Example::
+
+        run = step_run(current_step_log())      # inside a step
+    """
+    from opsloop.errors import NotFound
+
+    svc = _service()
+    deadline = time.monotonic() + STEP_RUN_WAIT
+    delay = 0.005
+    while True:
+        try:
+            return svc.get_run(log.run_id)
+        except NotFound:
+            if time.monotonic() >= deadline:
+                raise InvalidState(
+                    f"the run {log.run_id} of step {log.step!r} was not recorded in the "
+                    f"store {svc.store.settings.redacted_database_url()} within "
+                    f"{STEP_RUN_WAIT:g} s; a step that logs artifacts or models must use "
+                    "its pipeline's store"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+def _artifact_run() -> Run:
+    """The run that artifacts go to: the step's own inside a pipeline step, else the
+    active run."""
+    log = current_step_log()
+    if log is not None:
+        return step_run(log)
+    if not _stack.runs:
+        _run_id()  # raises: no active run
+    return _stack.runs[-1]
 
 
 def flush() -> None:
@@ -369,14 +413,10 @@ def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None =
     """Store a local file under the active run's artifacts; returns its artifact path."""
     from opsloop.store.artifacts import clean_path, join
 
-    _not_in_step("opsloop.log_artifact()")
     p = Path(local_path)
     if not p.is_file():
         raise InvalidInput(f"{local_path} is not a file (use log_artifacts for a folder)")
-    run = _stack.runs[-1] if _stack.runs else None
-    if run is None:
-        _run_id()
-        raise AssertionError
+    run = _artifact_run()
     rel = join(clean_path(artifact_path or "", allow_empty=True), p.name)
     _service().store.artifacts.put_file(join(_artifact_root(run), rel), p)
     return rel
@@ -386,11 +426,7 @@ def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None =
     """Store every file of a local folder under the active run's artifacts."""
     from opsloop.store.artifacts import clean_path, join
 
-    _not_in_step("opsloop.log_artifacts()")
-    run = _stack.runs[-1] if _stack.runs else None
-    if run is None:
-        _run_id()
-        raise AssertionError
+    run = _artifact_run()
     root = _artifact_root(run)
     prefix = join(root, clean_path(artifact_path or "", allow_empty=True))
     infos = _service().store.artifacts.put_dir(prefix, local_dir)
@@ -400,11 +436,7 @@ def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None =
 def log_text(text: str, artifact_file: str) -> str:
     from opsloop.store.artifacts import clean_path, join
 
-    _not_in_step("opsloop.log_text()")
-    run = _stack.runs[-1] if _stack.runs else None
-    if run is None:
-        _run_id()
-        raise AssertionError
+    run = _artifact_run()
     rel = clean_path(artifact_file)
     _service().store.artifacts.put_bytes(join(_artifact_root(run), rel), text.encode())
     return rel
