@@ -14,6 +14,7 @@ from opsloop.cli import models as models_cmd
 from opsloop.cli import run as run_cmd
 from opsloop.cli import runs as runs_cmd
 from opsloop.cli import schedule as schedule_cmd
+from opsloop.cli import serve as serve_cmd
 from opsloop.errors import OpsloopError
 
 app = typer.Typer(
@@ -67,6 +68,7 @@ def server(
 
 
 app.command("run")(run_cmd.run)
+app.command("serve")(serve_cmd.serve)
 
 
 @app.command()

@@ -1,0 +1,451 @@
+"""The inference server: an ASGI app serving one or more models.
+
+Endpoints (the Open Inference Protocol v2 REST API, MLflow's scoring protocol, metrics)::
+
+    GET  /v2/health/live  /v2/health/ready  /v2                  server health, metadata
+    GET  /v2/models/{name}[/versions/{v}]                         model metadata
+    GET  /v2/models/{name}[/versions/{v}]/ready                   model readiness
+    POST /v2/models/{name}[/versions/{v}]/infer                   inference (JSON, binary tensors)
+    POST /invocations                                             MLflow (JSON formats, CSV)
+    GET  /ping  /health                                           as ``mlflow models serve`` has
+    GET  /metrics                                                 Prometheus text format
+
+Every error is ``{"error": "..."}`` with one status: 400 bad input (naming the column),
+404 unknown model or path, 405 wrong method, 413 body over the limit, 500 the model
+failed (the server goes on), 503 queue full (with ``Retry-After``).
+
+Why a thin ASGI layer and not FastAPI or Starlette's router: on one connection the
+server's whole budget over the model's own ``predict`` is a millisecond, and a routed
+Starlette request with its Request object costs a tenth of that before any work. The
+routes are few and fixed, so matching them by hand is short.
+
+Example::
+
+    import uvicorn
+    from opsloop.serving import model as serving_model
+    from opsloop.serving.app import ServeConfig, ServingApp
+
+    app = ServingApp([serving_model.load("models:/churn@production")], ServeConfig())
+    uvicorn.run(app, port=8080)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from typing import Any, Final
+
+import orjson
+
+from opsloop.errors import InvalidInput, OpsloopError
+from opsloop.serving import codec
+from opsloop.serving.batcher import Batcher, QueueFull
+from opsloop.serving.metrics import CONTENT_TYPE, ModelMetrics, ServingMetrics
+from opsloop.serving.model import ModelSource, ServedModel, load
+
+log = logging.getLogger("opsloop.serving")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+CONFIG_ENV: Final = "OPSLOOP_SERVE_CONFIG"
+_JSON: Final = b"application/json"
+_TEXT: Final = b"text/plain; charset=utf-8"
+_DRAIN_CAP: Final = 1 << 30  # read and drop at most this much of a too-large body
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Serving settings (the ``opsloop serve`` options)."""
+
+    max_batch_size: int = 64
+    max_batch_wait_ms: float = 2.0
+    max_queue: int = 1024
+    max_body_bytes: int = 100 * 1024 * 1024
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+@dataclass
+class _Entry:
+    model: ServedModel
+    batcher: Batcher
+    metrics: ModelMetrics
+    metadata: bytes
+
+
+def _version() -> str:
+    try:
+        return package_version("opsloop")
+    except PackageNotFoundError:  # pragma: no cover
+        return "0+unknown"
+
+
+class ServingApp:
+    """The ASGI app (see the module docstring)."""
+
+    def __init__(self, models: Sequence[ServedModel], config: ServeConfig | None = None) -> None:
+        if not models:
+            raise InvalidInput("The inference server needs at least one model.")
+        self.config = config or ServeConfig()
+        self.metrics = ServingMetrics()
+        self._models: dict[str, dict[str, _Entry]] = {}
+        self._entries: list[_Entry] = []
+        for m in models:
+            mm = self.metrics.for_model(m.name, m.version)
+            batcher = Batcher(
+                m,
+                max_batch_size=self.config.max_batch_size,
+                max_batch_wait_ms=self.config.max_batch_wait_ms,
+                max_queue=self.config.max_queue,
+                metrics=mm,
+            )
+            entry = _Entry(m, batcher, mm, orjson.dumps(m.metadata()))
+            self._models.setdefault(m.name, {})[m.version] = entry
+            self._entries.append(entry)
+        self._default = self._entries[0]
+        self._server_metadata = orjson.dumps(
+            {"name": "opsloop", "version": _version(), "extensions": ["binary_tensor_data"]}
+        )
+        self.ready = False
+
+    # -- ASGI ------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            with contextlib.suppress(_Disconnected):
+                await self._http(scope, receive, send)
+            return
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                for e in self._entries:
+                    e.batcher.start()
+                self.ready = True
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def shutdown(self) -> None:
+        """Finish the queued batches and stop (uvicorn calls this on SIGTERM, after the
+        requests in flight are answered)."""
+        self.ready = False
+        await asyncio.gather(*(e.batcher.close() for e in self._entries))
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path.startswith("/v2/models/"):
+            await self._v2_model(path[len("/v2/models/") :], method, scope, receive, send)
+            return
+        if path == "/invocations":
+            if method != "POST":
+                await _error(send, 405, "/invocations accepts POST.")
+                return
+            await self._invocations(scope, receive, send)
+            return
+        if method not in ("GET", "HEAD"):
+            await _error(send, 405 if path in _GET_PATHS else 404, _not_found(method, path))
+            return
+        if path in ("/v2/health/live", "/ping", "/health"):
+            await _respond(send, 200, b"\n" if path == "/ping" else b"OK", _TEXT)
+        elif path == "/v2/health/ready":
+            await _respond(send, 200 if self.ready else 503, b"", _TEXT)
+        elif path == "/v2" or path == "/v2/":
+            await _respond(send, 200, self._server_metadata)
+        elif path == "/metrics":
+            for e in self._entries:
+                e.metrics.queue_depth.set(e.batcher.depth)
+            await _respond(send, 200, self.metrics.exposition(), CONTENT_TYPE.encode())
+        elif path == "/version":
+            await _respond(send, 200, _version().encode(), _TEXT)
+        else:
+            await _error(send, 404, _not_found(method, path))
+
+    async def _v2_model(
+        self, rest: str, method: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        parts = rest.split("/")
+        name, version, action = parts[0], None, ""
+        tail = parts[1:]
+        if len(tail) >= 2 and tail[0] == "versions":
+            version, tail = tail[1], tail[2:]
+        if len(tail) == 1:
+            action = tail[0]
+        elif tail:
+            await _error(send, 404, _not_found(method, scope["path"]))
+            return
+        if action not in ("", "ready", "infer"):
+            await _error(send, 404, _not_found(method, scope["path"]))
+            return
+        want = "POST" if action == "infer" else "GET"
+        if method != want and not (want == "GET" and method == "HEAD"):
+            await _error(send, 405, f"{scope['path']} accepts {want}.")
+            return
+        entry = self._lookup(name, version)
+        if entry is None:
+            served = ", ".join(f"{m}/{v}" for m, vs in self._models.items() for v in vs)
+            what = f"model {name!r}" + (f" version {version!r}" if version else "")
+            await _error(send, 404, f"No {what} is served here; serving {served}.")
+            return
+        if action == "infer":
+            await self._infer_v2(entry, scope, receive, send)
+        elif action == "ready":
+            await _respond(send, 200, b"", _TEXT)
+        else:
+            await _respond(send, 200, entry.metadata)
+
+    def _lookup(self, name: str, version: str | None) -> _Entry | None:
+        versions = self._models.get(name)
+        if not versions:
+            return None
+        if version is None:
+            return versions[max(versions, key=_version_order)]
+        return versions.get(version)
+
+    # -- inference -------------------------------------------------------------------
+
+    async def _infer_v2(self, entry: _Entry, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status = 200
+        try:
+            header_length = None
+            for key, value in scope["headers"]:
+                if key == b"inference-header-content-length":
+                    try:
+                        header_length = int(value)
+                    except ValueError:
+                        raise InvalidInput(
+                            "Inference-Header-Content-Length must be an integer."
+                        ) from None
+            body = await self._read_body(scope, receive)
+            req = codec.decode_v2(body, entry.model.inputs, header_length)
+            outputs = await entry.batcher.submit(req.rows)
+            model = entry.model
+            data, json_length = codec.encode_v2(model.name, model.version, req, outputs)
+            headers = (
+                [(b"inference-header-content-length", str(json_length).encode())]
+                if json_length is not None
+                else []
+            )
+            await _respond(
+                send,
+                200,
+                data,
+                _JSON if json_length is None else b"application/octet-stream",
+                headers,
+            )
+        except Exception as exc:
+            status = await self._fail(entry, send, exc)
+        entry.metrics.answered("v2", status, time.perf_counter() - started)
+
+    async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
+        entry = self._default
+        started = time.perf_counter()
+        status = 200
+        try:
+            content_type = ""
+            for key, value in scope["headers"]:
+                if key == b"content-type":
+                    content_type = value.decode("latin-1")
+            body = await self._read_body(scope, receive)
+            rows = codec.decode_invocations(body, content_type, entry.model.inputs)
+            outputs = await entry.batcher.submit(rows)
+            await _respond(send, 200, codec.encode_invocations(outputs))
+        except Exception as exc:
+            status = await self._fail(entry, send, exc)
+        entry.metrics.answered("invocations", status, time.perf_counter() - started)
+
+    async def _fail(self, entry: _Entry, send: Send, exc: Exception) -> int:
+        """Answer ``exc`` in the one error shape; returns the status sent."""
+        if isinstance(exc, _Disconnected):
+            entry.metrics.error("disconnected")
+            raise exc
+        headers: list[tuple[bytes, bytes]] = []
+        if isinstance(exc, _TooLarge):
+            status, kind = 413, "too_large"
+            limit = self.config.max_body_bytes
+            message = (
+                f"The request body is larger than the server's limit of {_size(limit)} "
+                "(opsloop serve --max-body-mb); send fewer rows per request."
+            )
+        elif isinstance(exc, QueueFull):
+            status, kind, message = 503, "", exc.message
+            headers.append((b"retry-after", str(exc.retry_after).encode()))
+        elif isinstance(exc, codec.PredictError):
+            status, kind, message = 500, "", str(exc)  # counted by the batcher, once a batch
+        elif isinstance(exc, InvalidInput):
+            status, kind, message = 400, "input", exc.message
+        elif isinstance(exc, OpsloopError):
+            status, kind, message = exc.http_status, "server", exc.message
+        else:
+            log.exception("unexpected error answering an inference request")
+            status, kind = 500, "server"
+            message = (
+                f"Unexpected server error ({type(exc).__name__}); the server log has the traceback."
+            )
+        if kind:
+            entry.metrics.error(kind)
+        await _error(send, status, message, headers)
+        return status
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.config.max_body_bytes
+        declared = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise InvalidInput("Content-Length must be an integer.") from None
+        if declared is not None and declared > limit:
+            await _drain(receive, declared)
+            raise _TooLarge()
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body"):
+            if len(body) > limit:
+                raise _TooLarge()
+            return body
+        chunks = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _drain(receive, _DRAIN_CAP)
+                raise _TooLarge()
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+
+_GET_PATHS: Final = frozenset(
+    ("/v2/health/live", "/v2/health/ready", "/v2", "/ping", "/health", "/metrics", "/version")
+)
+
+
+def _version_order(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (-1, version)
+
+
+def _not_found(method: str, path: str) -> str:
+    return f"No endpoint at {method} {path}."
+
+
+def _size(n: int) -> str:
+    return f"{n / (1024 * 1024):g} MB" if n >= 1024 * 1024 else f"{n} bytes"
+
+
+async def _drain(receive: Receive, cap: int) -> None:
+    """Read and drop the rest of a body we refuse, so the client reads our answer."""
+    seen = 0
+    while seen <= min(cap, _DRAIN_CAP):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected()
+        seen += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes = _JSON,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    raw = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if headers:
+        raw.extend(headers)
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _error(
+    send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await _respond(send, status, codec.v2_error(message), _JSON, headers)
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def config_to_env(sources: Sequence[ModelSource], config: ServeConfig) -> str:
+    """What :func:`create_app_from_env` reads: the fetched models and the settings."""
+    return json.dumps(
+        {
+            "models": [
+                {
+                    "path": str(s.path),
+                    "name": s.name,
+                    "version": s.version,
+                    "uri": s.uri,
+                    "signature": s.signature.to_json() if s.signature is not None else None,
+                }
+                for s in sources
+            ],
+            "config": asdict(config),
+        }
+    )
+
+
+def create_app_from_env() -> ServingApp:
+    """The app of one uvicorn worker, from ``$OPSLOOP_SERVE_CONFIG`` (set by ``opsloop serve``)."""
+    from pathlib import Path
+
+    from opsloop.registry.signature import Signature
+
+    spec = json.loads(os.environ[CONFIG_ENV])
+    models = [
+        load(
+            ModelSource(
+                Path(m["path"]),
+                m["name"],
+                m["version"],
+                m["uri"],
+                Signature.from_json(m["signature"]) if m.get("signature") else None,
+            )
+        )
+        for m in spec["models"]
+    ]
+    app = ServingApp(models, ServeConfig(**spec["config"]))
+    # The model and the app live as long as the process: keep the collector off them,
+    # and collect young objects less often (fewer pauses in the tail latency).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    return app
+
+
+__all__ = ["CONFIG_ENV", "ServeConfig", "ServingApp", "config_to_env", "create_app_from_env"]
