@@ -31,17 +31,17 @@ def test_help_lists_commands(tmp_path: Path) -> None:
 def test_demo_runs_twice_on_a_fresh_store(tmp_path: Path) -> None:
     home = tmp_path / "store"
     first = _opsloop("demo", home=home)
-    assert "registered demo-classifier version 1" in first.stdout
+    assert "registered: demo-classifier version 1" in first.stdout
     assert "100% agree" in first.stdout
     assert str(home) in first.stdout
-    assert "5 steps, 0 from the cache" in first.stdout
+    assert "9 steps, 0 from the cache" in first.stdout
     assert "demo-breast-cancer@1 (569 rows)" in first.stdout
     second = _opsloop("demo", home=home)
     # The data pipeline is served from the cache the second time; the same data is
     # the same dataset version.
-    assert "5 steps, 5 from the cache" in second.stdout
+    assert "9 steps, 9 from the cache" in second.stdout
     assert "demo-breast-cancer@1 (569 rows)" in second.stdout
-    assert "registered demo-classifier version 2" in second.stdout
+    assert "served from the cache: demo-classifier version 1" in second.stdout
     data = _opsloop("data", "ls", home=home).stdout
     assert "demo-breast-cancer-train" in data
     models = _opsloop("models", "ls", home=home).stdout

@@ -1,20 +1,19 @@
 """``opsloop demo``: the main job, on the embedded store, with no set-up.
 
-A pipeline (ingest → validate → features → train → evaluate) prepares the
-breast-cancer data scikit-learn ships and trains a few classifiers; every step is a
-tracked run and a second demo run serves them from the cache. The data is registered
-as dataset versions, each candidate is a run (params, a learning curve, metrics, a
-report artifact), the best is registered, the ``production`` alias points at it, and
-it is loaded back through the alias to check its predictions. Later parts of opsloop
-extend it stage by stage.
+One pipeline, every step a tracked run: ingest (scikit-learn's breast-cancer data) →
+validate (checks; the data registered as a dataset version with its report) → features
+(a split, both parts registered) → train (a sweep: one trial per candidate model, each
+logging its params, learning curve, scores and a report from inside the step) →
+evaluate (the best by ROC AUC) → register (the model registered from that step's run,
+the ``production`` alias moved to it). The model is then loaded back through the alias
+to check its predictions. A second demo run serves every step from the cache. Later
+parts of opsloop extend it stage by stage.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped]
@@ -26,6 +25,7 @@ from opsloop.pipelines import pipeline, step
 console = Console()
 EXPERIMENT = "demo-breast-cancer"
 MODEL_NAME = "demo-classifier"
+DATASET = "demo-breast-cancer"
 
 
 def _candidates() -> dict[str, tuple[str, dict[str, Any], Any]]:
@@ -65,7 +65,8 @@ def ingest() -> pd.DataFrame:
 
 @step
 def validate(df: pd.DataFrame) -> pd.DataFrame:
-    """Stop the pipeline here if the data is not what training expects."""
+    """Stop the pipeline here if the data is not what training expects; register it."""
+    import opsloop
     from opsloop.data import validation as v
 
     checks = [
@@ -80,61 +81,91 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
         f"validation: {len(report.results) - len(report.failures)} of {len(report.results)} checks passed"
     )
     report.raise_for_failures()
+    dv = opsloop.data.register(df, name=DATASET, description="sklearn breast_cancer")
+    opsloop.data.set_validation_report(dv.name, report.to_dict(), dv.version)
     return df
 
 
 @step(outputs=("train", "test"))
 def features(df: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A stratified train/test split."""
+    """A stratified train/test split, both parts registered as datasets."""
     from sklearn.model_selection import train_test_split
+
+    import opsloop
 
     train_df, test_df = train_test_split(
         df, test_size=test_size, random_state=seed, stratify=df["target"]
     )
-    return train_df.reset_index(drop=True), test_df.reset_index(drop=True)
+    train_df, test_df = train_df.reset_index(drop=True), test_df.reset_index(drop=True)
+    opsloop.data.register(train_df, name=f"{DATASET}-train")
+    opsloop.data.register(test_df, name=f"{DATASET}-test")
+    return train_df, test_df
 
 
 @step
-def train(train_df: pd.DataFrame) -> dict[str, Any]:
-    """Fit every candidate; the models go to the next step (and the cache)."""
-    x, y = train_df.drop(columns=["target"]), train_df["target"]
-    return {
-        key: (label, params, model.fit(x, y))
-        for key, (label, params, model) in _candidates().items()
-    }
-
-
-@step
-def evaluate(models: dict[str, Any], test_df: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Test metrics of every candidate, and a learning curve where the model has one."""
+def train(train_df: pd.DataFrame, test_df: pd.DataFrame, candidate: str) -> dict[str, Any]:
+    """Fit one candidate and score it on the test part; a trial of the sweep, its run
+    gets the candidate's params, its learning curve, its scores and a report."""
     import numpy as np
     from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
-    x, y = test_df.drop(columns=["target"]), test_df["target"]
-    out: dict[str, dict[str, Any]] = {}
-    for key, (_label, _params, model) in models.items():
-        proba = model.predict_proba(x)[:, 1]
-        pred = (proba >= 0.5).astype(int)
-        curve = (
-            [float(log_loss(y, p)) for p in model.staged_predict_proba(x)]
-            if hasattr(model, "staged_predict_proba")
-            else []
-        )
-        out[key] = {
-            "accuracy": float(accuracy_score(y, pred)),
-            "f1": float(f1_score(y, pred)),
-            "roc_auc": float(roc_auc_score(y, proba)),
-            "log_loss": float(log_loss(y, np.c_[1 - proba, proba])),
-            "curve": curve,
-        }
-    return out
+    import opsloop
+
+    label, params, model = _candidates()[candidate]
+    x, y = train_df.drop(columns=["target"]), train_df["target"]
+    model.fit(x, y)
+    xt, yt = test_df.drop(columns=["target"]), test_df["target"]
+    proba = model.predict_proba(xt)[:, 1]
+    pred = (proba >= 0.5).astype(int)
+    opsloop.log_params(params)
+    opsloop.set_tag("family", label)
+    if hasattr(model, "staged_predict_proba"):
+        for step_no, p in enumerate(model.staged_predict_proba(xt)):
+            opsloop.log_metric("test_log_loss", float(log_loss(yt, p)), step=step_no)
+    scores = {
+        "accuracy": float(accuracy_score(yt, pred)),
+        "f1": float(f1_score(yt, pred)),
+        "roc_auc": float(roc_auc_score(yt, proba)),
+        "log_loss": float(log_loss(yt, np.c_[1 - proba, proba])),
+    }
+    opsloop.log_metrics(scores)
+    opsloop.log_text(json.dumps({"params": params, "metrics": scores}, indent=2), "report.json")
+    return {"candidate": candidate, "label": label, "params": params, "model": model, **scores}
+
+
+@step
+def evaluate(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pick the best candidate: by ROC AUC, then accuracy."""
+    best = max(trials, key=lambda t: (t["roc_auc"], t["accuracy"]))
+    print(f"best: {best['candidate']} (ROC AUC {best['roc_auc']:.4f})")
+    return best
+
+
+@step
+def register(best: dict[str, Any], test_df: pd.DataFrame, trials: int) -> dict[str, Any]:
+    """Register the best model (its run: this step's) and point ``production`` at it."""
+    import opsloop
+
+    mv = opsloop.log_model(
+        best["model"],
+        MODEL_NAME,
+        input_example=test_df.drop(columns=["target"]).iloc[:5],
+        description=f"best of {trials} candidates by ROC AUC ({best['roc_auc']:.4f})",
+    )
+    opsloop.set_alias(MODEL_NAME, "production", mv.version)
+    return {"version": mv.version, "flavor": mv.flavor, "run_id": mv.run_id}
 
 
 @pipeline(name="demo-training", experiment=EXPERIMENT)
 def training(test_size: float = 0.25, seed: int = 42) -> Any:
-    """ingest → validate → features → train → evaluate."""
+    """ingest → validate → features → train (a sweep over the candidates) → evaluate →
+    register."""
+    import opsloop
+
     train_df, test_df = features(validate(ingest()), test_size=test_size, seed=seed)
-    return evaluate(train(train_df), test_df)
+    names = list(_candidates())
+    trials = opsloop.sweep(train, {"candidate": names}, train_df=train_df, test_df=test_df)
+    return register(evaluate(trials), test_df, trials=len(names))
 
 
 def run_demo() -> dict[str, Any]:
@@ -148,67 +179,23 @@ def run_demo() -> dict[str, Any]:
     t0 = time.perf_counter()
     built = run(training, {"test_size": 0.25, "seed": 42}, executor="inline")
     hits = sum(1 for s in built.steps.values() if s.cache_hit)
-    raw = built.output("validate")
     test_df = built.output("features", "test")
-    models = built.output("train")
-    evaluation = built.output("evaluate")
     x_test = test_df.drop(columns=["target"])
-
-    results: list[dict[str, Any]] = []
-    with opsloop.start_run(experiment=EXPERIMENT, run_name="model-selection") as parent:
-        opsloop.set_tag("pipeline_run", built.run_id)
-        # The data the candidates saw, versioned; recorded as this run's inputs.
-        datasets = {
-            "raw": opsloop.data.register(
-                raw, name="demo-breast-cancer", description="sklearn breast_cancer"
-            ),
-            "train": opsloop.data.register(
-                built.output("features", "train"), name="demo-breast-cancer-train"
-            ),
-            "test": opsloop.data.register(test_df, name="demo-breast-cancer-test"),
-        }
-        opsloop.log_params({"dataset": datasets["raw"].ref, "test_size": 0.25, "rows": len(raw)})
-        for key, (label, params, model) in models.items():
-            metrics = evaluation[key]
-            with opsloop.start_run(run_name=key, nested=True) as run_:
-                opsloop.log_params(params)
-                for step_no, value in enumerate(metrics["curve"]):
-                    opsloop.log_metric("test_log_loss", value, step=step_no)
-                scores = {k: metrics[k] for k in ("accuracy", "f1", "roc_auc", "log_loss")}
-                opsloop.log_metrics(scores)
-                opsloop.set_tag("family", label)
-                with tempfile.TemporaryDirectory() as tmp:
-                    report = Path(tmp) / "report.json"
-                    report.write_text(json.dumps({"params": params, "metrics": scores}, indent=2))
-                    opsloop.log_artifact(report)
-                results.append(
-                    {
-                        "run_id": run_.run_id,
-                        "label": label,
-                        "params": params,
-                        "model": model,
-                        **scores,
-                    }
-                )
-
-        # Pick the best by ROC AUC, then accuracy: the search language does the ranking.
-        best_run = opsloop.search_runs(
-            experiment_names=[EXPERIMENT],
-            filter_string=f"tags.mlflow.parentRunId = '{parent.run_id}'",
-            order_by=["metrics.roc_auc DESC", "metrics.accuracy DESC"],
-            max_results=1,
-        )[0]
-        best = next(r for r in results if r["run_id"] == best_run.info.run_id)
-
-    with opsloop.start_run(experiment=EXPERIMENT, run_name="register-best"):
-        opsloop.set_tag("source_run", best["run_id"])
-        mv = opsloop.log_model(
-            best["model"],
-            MODEL_NAME,
-            input_example=x_test.iloc[:5],
-            description=f"best of {len(results)} candidates by ROC AUC ({best['roc_auc']:.4f})",
+    best = built.output("evaluate")
+    registered = built.output("register")
+    trials = [
+        (name, built.output(name), s)
+        for name, s in built.steps.items()
+        if name.startswith("train[")
+    ]
+    datasets = {
+        key: opsloop.data.get_version(name)
+        for key, name in (
+            ("raw", DATASET),
+            ("train", f"{DATASET}-train"),
+            ("test", f"{DATASET}-test"),
         )
-    opsloop.set_alias(MODEL_NAME, "production", mv.version)
+    }
     loaded = opsloop.load_model(f"models:/{MODEL_NAME}@production")
     served = np.asarray(loaded.predict(x_test))
     agree = float((served.ravel() == best["model"].predict(x_test)).mean())
@@ -217,28 +204,31 @@ def run_demo() -> dict[str, Any]:
     table = Table(title=f"opsloop demo — experiment {EXPERIMENT!r}")
     for col in ("run", "model", "params", "accuracy", "f1", "roc_auc"):
         table.add_column(col, justify="right" if col in ("accuracy", "f1", "roc_auc") else "left")
-    for r in sorted(results, key=lambda r: -r["roc_auc"]):
-        mark = " ★" if r is best else ""
-        shown = {k: val for k, val in r["params"].items() if k != "model"}
+    for _name, t, s in sorted(trials, key=lambda x: -x[1]["roc_auc"]):
+        mark = " ★" if t["candidate"] == best["candidate"] else ""
+        shown = {k: val for k, val in t["params"].items() if k != "model"}
         table.add_row(
-            r["run_id"][:8] + mark,
-            r["label"],
+            (s.run_id or "")[:8] + mark,
+            t["label"],
             ", ".join(f"{k}={val}" for k, val in shown.items()),
-            f"{r['accuracy']:.4f}",
-            f"{r['f1']:.4f}",
-            f"{r['roc_auc']:.4f}",
+            f"{t['accuracy']:.4f}",
+            f"{t['f1']:.4f}",
+            f"{t['roc_auc']:.4f}",
         )
     console.print(
-        f"pipeline [bold]{training.name}[/bold] (ingest → validate → features → train → "
-        f"evaluate): {len(built.steps)} steps, {hits} from the cache, {built.duration:.2f} s"
+        f"pipeline [bold]{training.name}[/bold] (ingest → validate → features → train x"
+        f"{len(trials)} → evaluate → register): {len(built.steps)} steps, {hits} from the "
+        f"cache, {built.duration:.2f} s"
     )
     console.print(
         "datasets: " + ", ".join(f"{d.ref} ({d.num_rows} rows)" for d in datasets.values())
     )
     console.print(table)
+    how = "served from the cache" if built.steps["register"].cache_hit else "registered"
     console.print(
-        f"registered [bold]{MODEL_NAME}[/bold] version {mv.version} ({mv.flavor}) from run "
-        f"{best['run_id'][:8]}; alias [bold]production[/bold] → v{mv.version}"
+        f"{how}: [bold]{MODEL_NAME}[/bold] version {registered['version']} "
+        f"({registered['flavor']}) from step run {str(registered['run_id'])[:8]}; alias "
+        f"[bold]production[/bold] → v{registered['version']}"
     )
     console.print(
         f"loaded models:/{MODEL_NAME}@production and predicted {len(served)} rows "
@@ -250,9 +240,9 @@ def run_demo() -> dict[str, Any]:
         f"done in {elapsed:.1f} s — look around with `opsloop runs ls -e {EXPERIMENT}` or `opsloop server`"
     )
     return {
-        "version": mv.version,
-        "best_run": best["run_id"],
+        "version": registered["version"],
+        "best_run": next(s.run_id for _n, t, s in trials if t["candidate"] == best["candidate"]),
         "agree": agree,
-        "runs": len(results),
+        "runs": len(trials),
         "cache_hits": hits,
     }
