@@ -28,6 +28,7 @@ what ``tritonclient`` sends by default), and may ask for binary outputs.
 from __future__ import annotations
 
 import io
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -202,7 +203,12 @@ def _cast_number(
             raise _type_error(col, label, src.name, want, " It has non-integral values.")
     if values.size:
         info = np.iinfo(target)
-        if values.min() < info.min or values.max() > info.max:
+        low, high = values.min(), values.max()
+        if src.kind == "f":  # compare as floats: float(2**63 - 1) rounds up to 2**63
+            out_of_range = low < float(info.min) or high >= float(int(info.max) + 1)
+        else:
+            out_of_range = int(low) < info.min or int(high) > info.max
+        if out_of_range:
             raise _type_error(col, label, src.name, want, " It has values out of range.")
     return values.astype(target)
 
@@ -422,6 +428,12 @@ def _loads(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
+        # Python's json module (and so some MLflow callers) writes NaN and Infinity as
+        # bare words, which strict JSON - and orjson - refuse; read those the slow way.
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            pass
         raise InvalidInput(f"The body is not valid JSON: {e}") from None
 
 
