@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import struct
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from opsloop.tracking.series import pack, unpack
@@ -24,6 +24,8 @@ def _bits(x: float) -> bytes:
 
 
 @given(st.lists(points, min_size=1, max_size=4))
+# 0.0 and -0.0 compare equal: identical points must still end up side by side and merge.
+@example(batches=[[("a", 0.0, 0, 0), ("a", -0.0, 0, 0), ("a", 0.0, 0, 0)]])
 def test_round_trip_merges_identical_points(
     batches: list[list[tuple[str, float, int, int]]],
 ) -> None:

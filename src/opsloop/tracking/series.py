@@ -82,7 +82,9 @@ def unpack(
     steps = np.concatenate([np.frombuffer(bytes(c[0]), dtype="<i8") for c in chunks])
     stamps = np.concatenate([np.frombuffer(bytes(c[1]), dtype="<i8") for c in chunks])
     vals = np.concatenate([np.frombuffer(bytes(c[2]), dtype="<f8") for c in chunks])
-    order = np.lexsort((vals, stamps, steps))
+    # The bits break ties between values that compare equal (0.0 and -0.0), so that
+    # identical points end up side by side and merge.
+    order = np.lexsort((vals.view("<i8"), vals, stamps, steps))
     steps, stamps, vals = steps[order], stamps[order], vals[order]
     if len(steps) > 1:
         bits = vals.view("<i8")
