@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import os
-import sys
-import typing
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -30,35 +25,6 @@ _STYLE = {
 }
 
 
-def load_target(spec: str) -> Any:
-    """The object ``module:name`` (or ``path/to/file.py:name``) names, importing it with
-    the current folder on the path, as ``uvicorn`` and ``prefect`` do."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise InvalidInput(f"{spec!r}: give MODULE:PIPELINE, e.g. flows.churn:train_pipeline")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name).resolve()
-            if not path.is_file():
-                raise InvalidInput(f"{module_name}: no such file")
-            mod_spec = importlib.util.spec_from_file_location(path.stem, path)
-            if mod_spec is None or mod_spec.loader is None:
-                raise InvalidInput(f"{module_name}: cannot be imported")
-            module = importlib.util.module_from_spec(mod_spec)
-            sys.modules[path.stem] = module
-            mod_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise InvalidInput(f"cannot import {module_name!r}: {exc}") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise InvalidInput(f"module {module_name!r} has no {attr!r}") from None
-
-
 def parse_params(pairs: list[str]) -> dict[str, Any]:
     """``key=value`` pairs; a value that parses as JSON is taken as JSON (numbers, lists…)."""
     out: dict[str, Any] = {}
@@ -70,25 +36,6 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
             out[key] = raw
-    return out
-
-
-def _typed(fn: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """Shell values for parameters annotated ``Path`` become paths (so a file given on
-    the command line counts by its content in the cache, as it does from Python)."""
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:
-        hints = {}
-    out = dict(params)
-    for key, value in params.items():
-        hint = hints.get(key)
-        if (
-            isinstance(value, str)
-            and hint is not None
-            and (hint is Path or Path in typing.get_args(hint))
-        ):
-            out[key] = Path(value)
     return out
 
 
@@ -116,8 +63,8 @@ def run(
     ] = None,
 ) -> None:
     """Run a pipeline: each step a tracked run, unchanged steps from the cache."""
-    from opsloop.pipelines import Pipeline
     from opsloop.pipelines import run as run_pipeline
+    from opsloop.pipelines.targets import load_pipeline, typed_params
 
     if address is not None:
         if executor != "ray":
@@ -125,10 +72,8 @@ def run(
         if not address.strip():
             raise InvalidInput("--address is empty: give ray://host:port, host:port or auto")
         os.environ["RAY_ADDRESS"] = address  # what the shared Ray executor connects to
-    pipe = load_target(target)
-    if not isinstance(pipe, Pipeline):
-        raise InvalidInput(f"{target!r} is not an @opsloop.pipeline (got {type(pipe).__name__})")
-    params = _typed(pipe.fn, parse_params(param or []))
+    pipe = load_pipeline(target)
+    params = typed_params(pipe.fn, parse_params(param or []))
     graph = pipe.build(**params)
     status = dict.fromkeys(graph.nodes, "pending")
 

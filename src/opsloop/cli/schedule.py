@@ -93,8 +93,8 @@ def create(
     """Schedule a pipeline on a cron expression and/or on new versions of a dataset."""
     from opsloop.cli.run import parse_params
     from opsloop.pipelines import scheduling
-    from opsloop.pipelines.scheduling.fire import load_pipeline
     from opsloop.pipelines.scheduling.service import check_target
+    from opsloop.pipelines.targets import load_pipeline
 
     folder = os.path.abspath(workdir or os.getcwd())
     params = parse_params(param or [])

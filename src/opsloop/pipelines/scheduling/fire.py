@@ -18,22 +18,18 @@ and ``OPSLOOP_TRIGGER_DATASET`` (``NAME@V``, for a dataset trigger).
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import os
 import sys
 import threading
 import traceback
-import typing
-from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 
-from opsloop.errors import InvalidInput, OpsloopError
+from opsloop.errors import OpsloopError
 from opsloop.pipelines.scheduling import timing
 from opsloop.pipelines.scheduling.entities import DATASET_PREFIX, FAILED, FINISHED, Fire, Schedule
 from opsloop.pipelines.scheduling.service import ScheduleService
+from opsloop.pipelines.targets import load_pipeline, typed_params
 from opsloop.store import Store
 from opsloop.store.tables import runs
 
@@ -41,53 +37,6 @@ TAG_SCHEDULE = "opsloop.schedule"
 TAG_FIRE = "opsloop.schedule.fire"
 TAG_REASON = "opsloop.schedule.reason"
 MAX_MESSAGE = 4000
-
-
-def load_pipeline(target: str, workdir: str | None) -> Any:
-    """The ``@pipeline`` that ``module:name`` (or ``file.py:name``) names, imported with
-    ``workdir`` (default: the current folder) first on the path."""
-    from opsloop.pipelines.pipeline import Pipeline
-
-    folder = os.path.abspath(workdir or os.getcwd())
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    module_name, _, attr = target.partition(":")
-    try:
-        if module_name.endswith(".py"):
-            path = Path(folder, module_name).resolve()
-            if not path.is_file():
-                raise InvalidInput(f"{module_name}: no such file in {folder}")
-            spec = importlib.util.spec_from_file_location(path.stem, path)
-            if spec is None or spec.loader is None:
-                raise InvalidInput(f"{module_name}: cannot be imported")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[path.stem] = module
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise InvalidInput(f"cannot import {module_name!r} (from {folder}): {exc}") from None
-    pipe = getattr(module, attr, None)
-    if pipe is None:
-        raise InvalidInput(f"module {module_name!r} has no {attr!r}")
-    if not isinstance(pipe, Pipeline):
-        raise InvalidInput(f"{target!r} is not an @opsloop.pipeline (got {type(pipe).__name__})")
-    return pipe
-
-
-def typed_params(fn: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """JSON strings for parameters annotated ``Path`` become paths (so a file counts by
-    its content in the cache, as from ``opsloop run``)."""
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:
-        hints = {}
-    out = dict(params)
-    for key, value in params.items():
-        hint = hints.get(key)
-        if isinstance(value, str) and (hint is Path or Path in typing.get_args(hint)):
-            out[key] = Path(value)
-    return out
 
 
 def fire_environment(fire: Fire, schedule: Schedule) -> dict[str, str]:
