@@ -1,0 +1,373 @@
+"""Serving one scikit-learn model: ``opsloop serve`` against ``mlflow models serve``.
+
+The model: LogisticRegression on scikit-learn's breast_cancer (30 double columns), saved
+once by the stock client (``mlflow.sklearn.save_model``: skops, a column signature) and
+served from that same folder by both servers, one after the other, each with one
+worker (MLflow's default):
+
+* ``mlflow models serve -m FOLDER --env-manager local``: ``POST /invocations``;
+* ``opsloop serve FOLDER``: ``POST /invocations`` and ``POST /v2/models/NAME/infer``.
+
+The load generator is ``wrk`` (``apt-get install wrk``), in its own process, with a Lua
+script holding a single-row request body, at 1, 16 and 64 connections. The script prints
+requests/s and p50/p99 latency per server, endpoint and concurrency; the time of a bare
+``model.predict`` of one row (the one-row DataFrame, in this process); opsloop's overhead
+over it at p50 on one connection; and the goal check last:
+
+* at 64 connections opsloop serves >= 10x MLflow's requests/s, with a lower p99;
+* opsloop's overhead over a bare ``model.predict`` of one row <= 1 ms at p50, 1 connection.
+
+    python bench/serving.py [--duration 10] [--connections 1,16,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+
+GOAL_RATIO = 10.0
+GOAL_OVERHEAD_MS = 1.0
+
+
+@dataclass
+class Result:
+    server: str
+    endpoint: str
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited at start:\n{log.read_text()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"server did not get ready:\n{log.read_text()}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not m:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def run_wrk(
+    url: str, script: Path, connections: int, duration: float
+) -> tuple[float, float, float, int]:
+    threads = 1 if connections == 1 else 2
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(g) for g in m.groups())
+    return rps, p50, p99, errors
+
+
+def lua(path: Path, body: bytes) -> Path:
+    text = body.decode()
+    assert "]==]" not in text
+    path.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [==[{text}]==]\n"
+    )
+    return path
+
+
+def bench_server(
+    name: str,
+    url: str,
+    endpoints: dict[str, tuple[str, Path]],
+    connections: list[int],
+    duration: float,
+) -> list[Result]:
+    results = []
+    for endpoint, (path, script) in endpoints.items():
+        run_wrk(url + path, script, 4, 1.0)  # warm up
+        for c in connections:
+            rps, p50, p99, errors = run_wrk(url + path, script, c, duration)
+            results.append(Result(name, endpoint, c, rps, p50, p99, errors))
+            print(
+                f"  {name:8} {endpoint:12} c={c:<3} {rps:10.1f} req/s   p50 {p50:8.2f} ms   "
+                f"p99 {p99:8.2f} ms   errors {errors}",
+                flush=True,
+            )
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    ap.add_argument("--connections", default="1,16,64")
+    ap.add_argument("--skip-mlflow", action="store_true")
+    args = ap.parse_args()
+    connections = [int(c) for c in args.connections.split(",")]
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install -y wrk)")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+
+    import mlflow.sklearn
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    clf = LogisticRegression(max_iter=5000).fit(X, y)
+    row = X.head(1)
+
+    work = Path(tempfile.mkdtemp(prefix="opsloop-bench-serving-"))
+    try:
+        folder = work / "cancer"
+        mlflow.sklearn.save_model(clf, str(folder), input_example=X.head(5))
+
+        # A bare predict of one row, on the model as mlflow saved it.
+        from opsloop.registry import flavors
+
+        model = flavors.load_model(folder).unwrap()
+        for _ in range(200):
+            model.predict(row)
+        samples = []
+        for _ in range(2000):
+            t = time.perf_counter()
+            model.predict(row)
+            samples.append(time.perf_counter() - t)
+        bare_ms = statistics.median(samples) * 1000
+
+        split = orjson.dumps(
+            {"dataframe_split": {"columns": list(X.columns), "data": row.to_numpy().tolist()}}
+        )
+        v2 = orjson.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "x",
+                        "shape": [1, 30],
+                        "datatype": "FP64",
+                        "data": row.to_numpy().ravel().tolist(),
+                    }
+                ]
+            }
+        )
+        split_lua = lua(work / "split.lua", split)
+        v2_lua = lua(work / "v2.lua", v2)
+        print(
+            f"model: LogisticRegression on breast_cancer, {row.shape[1]} columns, single-row "
+            f"requests; {args.duration:g} s per run; bare model.predict of one row: "
+            f"{bare_ms:.3f} ms (median)",
+            flush=True,
+        )
+
+        results: list[Result] = []
+        if not args.skip_mlflow:
+            port = free_port()
+            log = work / "mlflow.log"
+            with open(log, "wb") as out:
+                proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "mlflow",
+                        "models",
+                        "serve",
+                        "-m",
+                        str(folder),
+                        "--env-manager",
+                        "local",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            try:
+                url = f"http://127.0.0.1:{port}"
+                wait_ready(url + "/ping", proc, log)
+                check = httpx.post(
+                    url + "/invocations",
+                    content=split,
+                    headers={"content-type": "application/json"},
+                )
+                assert check.status_code == 200, check.text
+                results += bench_server(
+                    "mlflow",
+                    url,
+                    {"/invocations": ("/invocations", split_lua)},
+                    connections,
+                    args.duration,
+                )
+            finally:
+                stop(proc)
+
+        port = free_port()
+        log = work / "opsloop.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "opsloop.cli.main",
+                    "serve",
+                    str(folder),
+                    "--port",
+                    str(port),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(url + "/v2/health/ready", proc, log)
+            for path, body in (("/invocations", split), ("/v2/models/cancer/infer", v2)):
+                check = httpx.post(
+                    url + path, content=body, headers={"content-type": "application/json"}
+                )
+                assert check.status_code == 200, check.text
+            results += bench_server(
+                "opsloop",
+                url,
+                {
+                    "/invocations": ("/invocations", split_lua),
+                    "v2 infer": ("/v2/models/cancer/infer", v2_lua),
+                },
+                connections,
+                args.duration,
+            )
+            metrics = httpx.get(url + "/metrics").text
+        finally:
+            stop(proc)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    batches = _batch_summary(metrics)
+    print()
+    print(
+        f"{'server':8} {'endpoint':12} {'conns':>5} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}"
+    )
+    for r in results:
+        print(
+            f"{r.server:8} {r.endpoint:12} {r.connections:>5} {r.rps:>10.1f} {r.p50_ms:>9.2f} "
+            f"{r.p99_ms:>9.2f} {r.errors:>7}"
+        )
+    print(f"\nopsloop batches: {batches}")
+
+    def find(server: str, endpoint: str, c: int) -> Result | None:
+        return next(
+            (r for r in results if (r.server, r.endpoint, r.connections) == (server, endpoint, c)),
+            None,
+        )
+
+    one = find("opsloop", "/invocations", 1)
+    one_v2 = find("opsloop", "v2 infer", 1)
+    print(f"\nbare model.predict of one row: {bare_ms:.3f} ms (median)")
+    if one is not None:
+        overhead = one.p50_ms - bare_ms
+        verdict = "met" if overhead <= GOAL_OVERHEAD_MS else "NOT met"
+        print(
+            f"opsloop overhead at p50, 1 connection: /invocations {overhead:.3f} ms"
+            + (f", v2 infer {one_v2.p50_ms - bare_ms:.3f} ms" if one_v2 else "")
+            + f" (goal <= {GOAL_OVERHEAD_MS:g} ms: {verdict})"
+        )
+    top = max(connections)
+    mine, theirs, mine_v2 = (
+        find("opsloop", "/invocations", top),
+        find("mlflow", "/invocations", top),
+        find("opsloop", "v2 infer", top),
+    )
+    for c in connections:
+        a, b = find("opsloop", "/invocations", c), find("mlflow", "/invocations", c)
+        if a and b:
+            print(
+                f"{c:>3} connections: opsloop/mlflow requests/s {a.rps / b.rps:6.1f}x, "
+                f"p99 {a.p99_ms:.2f} ms vs {b.p99_ms:.2f} ms"
+            )
+    if mine and theirs:
+        ratio = mine.rps / theirs.rps
+        ok = ratio >= GOAL_RATIO and mine.p99_ms < theirs.p99_ms
+        v2_part = f" (v2 infer {mine_v2.rps / theirs.rps:.1f}x)" if mine_v2 else ""
+        print(
+            f"ratio at {top} connections: opsloop {mine.rps:.0f} req/s / mlflow {theirs.rps:.0f} "
+            f"req/s = {ratio:.1f}x{v2_part}, p99 {mine.p99_ms:.1f} ms vs {theirs.p99_ms:.1f} ms "
+            f"(goal >= {GOAL_RATIO:g}x with a lower p99: {'met' if ok else 'NOT met'})"
+        )
+
+
+def _batch_summary(metrics: str) -> str:
+    count = total = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("opsloop_serving_batch_size_count"):
+            count += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("opsloop_serving_batch_size_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+    return (
+        f"{count:.0f} predict calls for {total:.0f} rows (mean batch {total / max(count, 1):.1f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
