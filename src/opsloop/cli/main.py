@@ -10,6 +10,7 @@ from rich.console import Console
 
 from opsloop.cli import data as data_cmd
 from opsloop.cli import db as db_cmd
+from opsloop.cli import deploy as deploy_cmd
 from opsloop.cli import models as models_cmd
 from opsloop.cli import run as run_cmd
 from opsloop.cli import runs as runs_cmd
@@ -29,6 +30,7 @@ app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(schedule_cmd.app, name="schedule")
+app.add_typer(deploy_cmd.app, name="deploy")
 err = Console(stderr=True)
 
 

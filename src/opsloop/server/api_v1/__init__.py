@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from opsloop.server.api_v1 import registry, schedules, tracking
+from opsloop.server.api_v1 import deployments, registry, schedules, tracking
 from opsloop.server.api_v1.models import Error
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -22,5 +22,6 @@ router = APIRouter(responses=ERRORS)
 router.include_router(tracking.router)
 router.include_router(registry.router)
 router.include_router(schedules.router)
+router.include_router(deployments.router)
 
 __all__ = ["router"]
