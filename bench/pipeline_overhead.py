@@ -8,8 +8,10 @@ that this script creates (``.bench-venvs/prefect``: Prefect 3.8.8 with
 ``fastapi<0.155``; its pins clash with the project's, so it is not an extra).
 
 Figures: the wall time of each whole pipeline/flow run divided by its number of steps
-(the overhead per step, since the steps do nothing), for a cold run (a fresh process)
-and warm runs (the same process again). Prints a table, the ratios last.
+(the overhead per step, since the steps do nothing), for a cold run (a fresh process
+and a fresh store: opsloop starts its worker processes and creates its database there,
+Prefect starts its server) and warm runs (the same process again). Prints a table, the
+ratios last.
 
 Run: ``python bench/pipeline_overhead.py [--steps 200] [--repeats 3]``.
 """
@@ -58,8 +60,9 @@ OPSLOOP_SCRIPT = textwrap.dedent(
         return gather(*[noop(salt * 100000 + i) for i in range(n)])
 
     if __name__ == "__main__":
+        # Not warmed: the first run pays for starting the worker processes, as Prefect's
+        # first flow pays for starting its server.
         ex = LocalExecutor(max_workers=2)
-        ex.warm()
         out = {}
         for name, p in (("chain", chain), ("parallel", fan)):
             times = []
