@@ -295,3 +295,40 @@ def test_expected_revision_refuses_a_stale_change(svc: DeploymentService) -> Non
     with pytest.raises(Conflict):
         svc.promote("d", expected_revision=1)
     assert svc.get("d").canary_version == 2
+
+
+def test_the_python_api(db_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``opsloop.serving.api`` on the default store (here: the test's database)."""
+    import time
+
+    from opsloop.serving import api
+    from opsloop.serving.predictions import PredictionWriter
+    from opsloop.store import default_store, reset_default_store
+
+    monkeypatch.setenv("OPSLOOP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OPSLOOP_DATABASE_URL", db_url)
+    monkeypatch.setenv("OPSLOOP_ARTIFACTS", str(tmp_path / "artifacts"))
+    reset_default_store()
+    try:
+        make_versions(default_store(), "fraud", 3)
+        d = api.deploy("fraud", "fraud", version=1, settings={"workers": 2}, reason="go", who="ana")
+        assert d.traffic == {1: 100.0}
+        api.update_deployment("fraud", canary=2, canary_share=5, reason="try v2")
+        assert api.promote("fraud", reason="v2 wins").stable_version == 2
+        assert api.rollback("fraud", reason="no").stable_version == 1
+        assert api.get_deployment("fraud").revision == 4
+        assert [x.name for x in api.list_deployments()] == ["fraud"]
+        assert [e.action for e in api.deployment_history("fraud")] == [
+            "rollback", "promote", "set_canary", "create",
+        ]  # fmt: skip
+        assert api.resolve_deployment("fraud").settings["workers"] == 2
+
+        t0 = float(int(time.time()) - 60)
+        with PredictionWriter(default_store(), start=False) as w:
+            w.log("fraud", 1, "a", {"amount": 5.0}, 0, 1.0, t0)
+            w.log("fraud", 1, "b", {"amount": 9.0}, 1, 1.0, t0 + 1)
+        assert api.log_labels("fraud", [{"request_id": "b", "label": 1}]) == 1
+        df = api.predictions("fraud", since=t0, with_labels=True)
+        assert df["request_id"].tolist() == ["a", "b"] and df["label"].tolist()[1] == 1
+    finally:
+        reset_default_store()

@@ -306,3 +306,28 @@ def test_a_crash_loses_at_most_the_last_flush_interval(
     newest = df["timestamp"].max().timestamp()
     # lost: what came after the last flush, at most an interval (plus a flush's time)
     assert killed_at - newest < interval + 1.5, (killed_at - newest, len(ids))
+
+
+def test_a_failed_flush_keeps_its_rows_for_the_next(store: Store) -> None:
+    """The artifact store fails (its objects folder replaced by a file): the rows wait,
+    bounded, and are written by the next flush that succeeds."""
+    objects = Path(store.blobs.root) / "objects"
+    w = PredictionWriter(store, start=False, max_rows=10, max_buffer_rows=30)
+    for i in range(20):
+        w.log("churn", 1, f"r{i}", {"x": i}, 0.5, 1.0)
+    objects.rename(objects.with_suffix(".away"))
+    objects.write_bytes(b"not a folder")
+    try:
+        with pytest.raises(OSError):
+            w.flush()
+        assert w.stats.flush_errors == 1 and w.stats.last_error
+        assert w.buffered == 20
+        for i in range(20, 40):  # past max_buffer_rows: new rows are dropped, counted
+            w.log("churn", 1, f"r{i}", {"x": i}, 0.5, 1.0)
+        assert w.buffered == 30 and w.stats.dropped == 10
+    finally:
+        objects.unlink()
+        objects.with_suffix(".away").rename(objects)
+    assert w.flush() == 30
+    assert PredictionLog(store).read("churn")["x"].tolist() == list(range(30))
+    w.close()

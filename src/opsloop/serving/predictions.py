@@ -184,6 +184,7 @@ class PredictionWriter:
         self._names: set[str] = set()
         self._buf: deque[_Record] = deque()
         self._pending: list[_Record] = []  # a failed flush's rows, tried again next time
+        self._pending_n = 0
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -246,7 +247,7 @@ class PredictionWriter:
         if deployment not in self._names:
             self._names.add(log_name(deployment))
         buf = self._buf
-        if self._closed or len(buf) >= self.max_buffer_rows:
+        if self._closed or len(buf) + self._pending_n >= self.max_buffer_rows:
             self.stats.dropped += 1
             return False
         # A deque: its append and the flusher's popleft are atomic, so no lock here.
@@ -288,6 +289,7 @@ class PredictionWriter:
             if self._pending:
                 batch = self._pending + batch
                 self._pending = []
+                self._pending_n = 0
             if not batch:
                 return 0
             try:
@@ -298,6 +300,7 @@ class PredictionWriter:
                     self.stats.dropped += len(batch) - keep_n
                     batch = batch[-keep_n:]
                 self._pending = batch
+                self._pending_n = len(batch)
                 self.stats.flush_errors += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 raise
