@@ -95,10 +95,10 @@ def registry_home(
 def cancer_server(
     registry_home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
-    """``opsloop serve models:/cancer@prod`` with a 1 MB body limit."""
+    """``opsloop serve models:/cancer@prod`` with a 1 MB body limit and two workers."""
     log = tmp_path_factory.mktemp("logs") / "cancer.log"
     served = start_serve(
-        ["models:/cancer@prod", "--max-body-mb", "1"],
+        ["models:/cancer@prod", "--max-body-mb", "1", "--workers", "2"],
         log,
         {"OPSLOOP_HOME": str(registry_home)},
     )
@@ -445,3 +445,19 @@ def test_serve_names_a_missing_model(tmp_path: Path) -> None:
         timeout=60,
     )
     assert r.returncode == 3 and "nothing" in r.stderr
+
+
+def test_workers_share_their_metrics(cancer_server: Served, cancer: Cancer) -> None:
+    """The server runs two workers; /metrics, answered by either, counts both."""
+    X, clf = cancer
+    before = httpx.get(f"{cancer_server.url}/metrics").text
+    body = {"dataframe_split": X.head(1).to_dict(orient="split")}
+    for _ in range(12):  # a connection each: the kernel spreads them over the workers
+        r = httpx.post(f"{cancer_server.url}/invocations", json=body)
+        assert r.json() == {"predictions": clf.predict(X.head(1)).tolist()}
+    after = httpx.get(f"{cancer_server.url}/metrics").text
+    name = "opsloop_serving_requests_total"
+    labels = {"model": "cancer", "protocol": "invocations", "code": "200"}
+    assert metric(after, name, **labels) - metric(before, name, **labels) == 12
+    assert "serving cancer version 1" in cancer_server.logs()
+    assert cancer_server.logs().count("Application startup complete") == 2

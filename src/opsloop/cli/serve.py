@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,39 +43,49 @@ def serve(
     """
     import uvicorn
 
-    from opsloop.serving.app import CONFIG_ENV, ServeConfig, config_to_env
-    from opsloop.serving.model import fetch
+    from opsloop.serving.app import CONFIG_ENV, ServeConfig, config_to_env, create_app
+    from opsloop.serving.metrics import MULTIPROC_ENV
+    from opsloop.serving.model import fetch, load
 
     download = None if os.path.isdir(model) else tempfile.mkdtemp(prefix="opsloop-serve-")
+    metrics_dir = None
     try:
         source = fetch(model, download)
         if name:
-            source = type(source)(source.path, name, source.version, source.uri, source.signature)
+            source = dataclasses.replace(source, name=name)
         config = ServeConfig(
             max_batch_size=max_batch_size,
             max_batch_wait_ms=max_batch_wait_ms,
             max_queue=max_queue,
             max_body_bytes=int(max_body_mb * 1024 * 1024),
         )
-        os.environ[CONFIG_ENV] = config_to_env([source], config)
+        options: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "loop": "uvloop",
+            "http": "httptools",
+            "access_log": False,
+            "log_level": "info",
+            "timeout_keep_alive": 30,
+            "timeout_graceful_shutdown": 30,
+        }
+        if workers <= 1:
+            # In this process: a model that does not load is one error line, not a traceback.
+            app: Any = create_app([source], config)
+        else:
+            load(source)  # fail here, once, rather than in every worker
+            metrics_dir = tempfile.mkdtemp(prefix="opsloop-serve-metrics-")
+            os.environ[MULTIPROC_ENV] = metrics_dir
+            os.environ[CONFIG_ENV] = config_to_env([source], config)
+            app = "opsloop.serving.app:create_app_from_env"
+            options.update(factory=True, workers=workers)
         typer.echo(
             f"serving {source.name} version {source.version} ({source.uri}) on "
             f"http://{host}:{port} (V2: /v2/models/{source.name}, MLflow: /invocations)",
             err=True,
         )
-        uvicorn.run(
-            "opsloop.serving.app:create_app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            log_level="info",
-            timeout_keep_alive=30,
-            timeout_graceful_shutdown=30,
-        )
+        uvicorn.run(app, **options)
     finally:
-        if download is not None:
-            shutil.rmtree(download, ignore_errors=True)
+        for folder in (download, metrics_dir):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)

@@ -155,6 +155,7 @@ class ServingApp:
         requests in flight are answered)."""
         self.ready = False
         await asyncio.gather(*(e.batcher.close() for e in self._entries))
+        self.metrics.process_exiting()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -420,26 +421,29 @@ def config_to_env(sources: Sequence[ModelSource], config: ServeConfig) -> str:
     )
 
 
-def create_app_from_env() -> ServingApp:
-    """The app of one uvicorn worker, from ``$OPSLOOP_SERVE_CONFIG`` (set by ``opsloop serve``)."""
+def sources_from_env() -> tuple[list[ModelSource], ServeConfig]:
+    """Inverse of :func:`config_to_env`, reading ``$OPSLOOP_SERVE_CONFIG``."""
     from pathlib import Path
 
     from opsloop.registry.signature import Signature
 
     spec = json.loads(os.environ[CONFIG_ENV])
-    models = [
-        load(
-            ModelSource(
-                Path(m["path"]),
-                m["name"],
-                m["version"],
-                m["uri"],
-                Signature.from_json(m["signature"]) if m.get("signature") else None,
-            )
+    sources = [
+        ModelSource(
+            Path(m["path"]),
+            m["name"],
+            m["version"],
+            m["uri"],
+            Signature.from_json(m["signature"]) if m.get("signature") else None,
         )
         for m in spec["models"]
     ]
-    app = ServingApp(models, ServeConfig(**spec["config"]))
+    return sources, ServeConfig(**spec["config"])
+
+
+def create_app(sources: Sequence[ModelSource], config: ServeConfig) -> ServingApp:
+    """Load the models and make the app (what each server process runs)."""
+    app = ServingApp([load(s) for s in sources], config)
     # The model and the app live as long as the process: keep the collector off them,
     # and collect young objects less often (fewer pauses in the tail latency).
     gc.collect()
@@ -448,4 +452,17 @@ def create_app_from_env() -> ServingApp:
     return app
 
 
-__all__ = ["CONFIG_ENV", "ServeConfig", "ServingApp", "config_to_env", "create_app_from_env"]
+def create_app_from_env() -> ServingApp:
+    """The app of one uvicorn worker, from ``$OPSLOOP_SERVE_CONFIG`` (set by ``opsloop serve``)."""
+    return create_app(*sources_from_env())
+
+
+__all__ = [
+    "CONFIG_ENV",
+    "ServeConfig",
+    "ServingApp",
+    "config_to_env",
+    "create_app",
+    "create_app_from_env",
+    "sources_from_env",
+]

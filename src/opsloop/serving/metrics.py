@@ -11,10 +11,17 @@ Exposed on ``GET /metrics`` in Prometheus' text format::
 Each app has a registry of its own (several apps in one process - tests - do not share
 counts). The label children are looked up once per model and reused: a ``.labels()`` call
 per request would cost more than the rest of the bookkeeping.
+
+With several worker processes (``opsloop serve --workers N``) a scrape reaches one of
+them, so the workers share their counts through prometheus-client's multiprocess mode:
+``opsloop serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh folder before the workers
+start, each worker writes its values there, and ``/metrics`` in any worker sums them
+(the queue depth over the live workers).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -38,6 +45,7 @@ LATENCY_BUCKETS: Final = (
 )
 BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class ServingMetrics:
@@ -77,13 +85,29 @@ class ServingMetrics:
             "Requests waiting to be batched.",
             ["model", "version"],
             registry=r,
+            multiprocess_mode="livesum",
         )
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
 
     def for_model(self, model: str, version: str) -> ModelMetrics:
         return ModelMetrics(self, model, version)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        """The Prometheus text of every worker's metrics."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
+
+    def process_exiting(self) -> None:
+        """Drop this worker's live gauges (its queue is empty now) from the shared sums."""
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 class ModelMetrics:
