@@ -792,7 +792,8 @@ class PredictionLog:
                 df = table.to_pandas()
             except (pa.ArrowInvalid, pa.ArrowTypeError):
                 df = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
-            df = df.sort_values(["timestamp", "request_id", "row"], kind="stable")
+            # stable: rows of one time keep the order they were logged in
+            df = df.sort_values("timestamp", kind="stable")
             if limit is not None:
                 df = df.head(limit)
             df = df.reset_index(drop=True)
