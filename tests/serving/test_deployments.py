@@ -332,3 +332,14 @@ def test_the_python_api(db_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPa
         assert df["request_id"].tolist() == ["a", "b"] and df["label"].tolist()[1] == 1
     finally:
         reset_default_store()
+
+
+def test_routing_by_request_id(svc: DeploymentService) -> None:
+    svc.create("d", "churn", version=1, canary=2, canary_share=20)
+    r = svc.resolve("d")
+    ids = [f"req-{i}" for i in range(5000)]
+    routed = [r.route(rid).version for rid in ids]
+    assert 0.17 < routed.count(2) / len(ids) < 0.23
+    assert routed == [svc.resolve("d").route(rid).version for rid in ids]  # sticky
+    svc.update("d", canary=None)
+    assert {svc.resolve("d").route(rid).version for rid in ids} == {1}

@@ -3,6 +3,7 @@ faces and the inference server see them. Plain frozen dataclasses."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +133,20 @@ class Resolved:
     @property
     def served(self) -> list[Target]:
         return [self.stable] if self.canary is None else [self.stable, self.canary]
+
+    def route(self, request_id: str) -> Target:
+        """The served version that answers ``request_id``: the canary for its share of
+        ids, decided by a hash of the id (so a retried request meets the same version,
+        in every server process), independent of the prediction log's sampling hash.
+
+        Example::
+
+            r.route("req-1").version        # 4 for ~10% of ids at a 10% canary, else 3
+        """
+        if self.canary is None:
+            return self.stable
+        point = zlib.crc32(b"route:" + request_id.encode()) / 4294967296.0 * 100.0
+        return self.canary if point < self.canary.share else self.stable
 
     @property
     def versions(self) -> list[int]:
