@@ -32,7 +32,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import json
 import logging
@@ -124,15 +123,30 @@ class ServingApp:
         self._server_metadata = orjson.dumps(
             {"name": "opsloop", "version": _version(), "extensions": ["binary_tensor_data"]}
         )
-        self.ready = False
+        self.ready = True  # the models are loaded; False again once shutting down
 
     # -- ASGI ------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            with contextlib.suppress(_Disconnected):
-                await self._http(scope, receive, send)
+            started = False
+
+            async def tracked(message: Message) -> None:
+                nonlocal started
+                started = True
+                await send(message)
+
+            try:
+                await self._http(scope, receive, tracked)
+            except _Disconnected:
+                pass
+            except Exception:
+                log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
+                if not started:
+                    await _error(
+                        send, 500, "Unexpected server error; the server log has the traceback."
+                    )
             return
         if kind == "lifespan":
             await self._lifespan(receive, send)
@@ -143,7 +157,6 @@ class ServingApp:
             if message["type"] == "lifespan.startup":
                 for e in self._entries:
                     e.batcher.start()
-                self.ready = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()

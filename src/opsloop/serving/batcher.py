@@ -9,7 +9,9 @@ server, the bigger the batches, with no timer involved. The rules:
   only requests whose rows can be concatenated (same columns and dtypes);
 * with one request waiting and nothing running, it runs at once - no wait at low load;
 * when the queue held several requests (the server is busy) and the batch is not full,
-  the batcher waits up to ``max_batch_wait_ms`` for more to fill it;
+  the batcher waits up to ``max_batch_wait_ms`` for more to join it - but only until it
+  has as many requests as the previous batch had: under steady load (a fixed set of
+  clients) that many arrive per round, and waiting for more only adds latency;
 * past ``max_queue`` waiting requests, :meth:`Batcher.submit` raises :class:`QueueFull`
   (a 503 with ``Retry-After``) instead of letting the queue grow without limit;
 * if ``predict`` raises, the requests of that batch fail with :class:`PredictError` (a
@@ -73,6 +75,9 @@ class Batcher:
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        # Requests in the last batch: under steady load about as many arrive per batch,
+        # so a batch that has them runs without waiting out max_batch_wait_ms.
+        self._last_batch = max_batch_size
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"predict-{model.name}"
         )
@@ -149,10 +154,11 @@ class Batcher:
             rows = self._take(items, 0)
             if not items:
                 continue
-            if self.max_wait > 0 and len(items) > 1 and rows < self.max_batch_size:
+            expected = min(self._last_batch, self.max_batch_size)
+            if self.max_wait > 0 and 1 < len(items) < expected and rows < self.max_batch_size:
                 # Busy: more requests are on their way; give them a moment to join.
                 deadline = loop.time() + self.max_wait
-                while rows < self.max_batch_size and not self._closing:
+                while rows < self.max_batch_size and len(items) < expected and not self._closing:
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         break
@@ -165,6 +171,7 @@ class Batcher:
                     rows = self._take(items, rows)
                     if len(items) == before and self._queue:
                         break  # the next request does not fit this batch
+            self._last_batch = len(items)
             await self._predict(loop, items, rows)
 
     async def _predict(
