@@ -294,3 +294,38 @@ def test_a_step_logs_artifacts_and_registers_a_model_under_its_run(
     import pandas as pd
 
     assert len(loaded.predict(pd.DataFrame({"a": [1.0], "b": [2.0]}))) == 1
+
+
+@step
+def scored(k: int) -> int:
+    opsloop.log_params({"kind": "demo"})
+    opsloop.set_tag("family", "tiny")
+    for i in range(3):
+        opsloop.log_metric("loss", 1.0 / (i + 1), step=i)
+    opsloop.log_text(f"k={k}", "notes/k.txt")
+    return k * 2
+
+
+@pipeline
+def scored_twice(k: int):
+    scored(k)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
+def test_a_cache_hit_run_carries_what_its_source_run_logged(store: Store) -> None:
+    first = run(scored_twice, {"k": 3}, store=store, executor="inline")
+    again = run(scored_twice, {"k": 3}, store=store, executor="inline")
+    assert again.steps["scored"].cache_hit
+    src = step_runs(store, first.run_id)["scored"]
+    hit = step_runs(store, again.run_id)["scored"]
+    assert hit.info.run_id != src.info.run_id
+    assert hit.params == src.params == {"k": "3", "kind": "demo"}
+    assert hit.tags["family"] == "tiny" and hit.tags["opsloop.cache"] == "hit"
+    assert hit.tags["opsloop.cache.source_run"] == src.info.run_id
+    assert {m.key: m.value for m in hit.metrics} == {"loss": 1.0 / 3}
+    history = TrackingService(store).get_metric_history(hit.info.run_id, "loss").items
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, 1.0 / 3)]
+    got = artifacts(store, hit)
+    assert got["notes/k.txt"] == b"k=3"
+    assert "outputs/output.pkl" in got or any(p.startswith("outputs/") for p in got)
+    assert not any(p.startswith("logs/") for p in got)  # it did not run: no logs of its own

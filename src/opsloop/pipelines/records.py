@@ -30,7 +30,13 @@ from opsloop.store.tables import MAX_TAG_VALUE_LENGTH
 from opsloop.tracking import series
 from opsloop.tracking import validation as v
 from opsloop.tracking.service import _SQL as TrackingSQL
-from opsloop.tracking.service import TAG_PARENT, TAG_RUN_NAME, TAG_SOURCE, TAG_USER
+from opsloop.tracking.service import (
+    TAG_PARENT,
+    TAG_RUN_NAME,
+    TAG_SOURCE,
+    TAG_USER,
+    artifact_path_of,
+)
 
 
 def clip(text: str, limit: int = MAX_TAG_VALUE_LENGTH) -> str:
@@ -82,6 +88,10 @@ class Batch:
     # Dataset versions step bodies used, (run id, dataset name, version): written as
     # run inputs just after the transaction that holds their runs.
     dataset_inputs: list[tuple[str, str, int]] = field(default_factory=list)
+    # Cache hits, (new run id, the run that produced the entry): what the producing
+    # run's step logged (params, tags, metrics, dataset inputs, artifacts other than its
+    # outputs and logs) is copied onto the new run, so a cached trial reads like a run.
+    copies: list[tuple[str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -93,6 +103,7 @@ class Batch:
             or self.logged_params
             or self.logged_tags
             or self.dataset_inputs
+            or self.copies
         )
 
 
@@ -126,6 +137,37 @@ class _SQL:
             "ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, "
             "size = excluded.size, created = excluded.created"
         )
+        # Copies from a cache hit's source run (new run id, source run id); rows the new
+        # run already has (its own params, the runner's tags) win.
+        pct = "%" if dialect == "sqlite" else "%%"  # a literal % beside psycopg's %s
+        self.copy = [
+            "INSERT INTO params (run_uuid, key, value) "
+            f"SELECT {ph}, key, value FROM params WHERE run_uuid = {ph} "
+            "ON CONFLICT (run_uuid, key) DO NOTHING",
+            "INSERT INTO tags (run_uuid, key, value) "
+            f"SELECT {ph}, key, value FROM tags WHERE run_uuid = {ph} "
+            f"AND key NOT LIKE 'mlflow.{pct}' AND key NOT LIKE 'opsloop.{pct}' "
+            "ON CONFLICT (run_uuid, key) DO NOTHING",
+            "INSERT INTO metric_chunks "
+            "(run_uuid, key, chunk, n, min_step, max_step, steps, stamps, vals) "
+            f"SELECT {ph}, key, chunk, n, min_step, max_step, steps, stamps, vals "
+            f"FROM metric_chunks WHERE run_uuid = {ph} ON CONFLICT DO NOTHING",
+            "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan) "
+            f"SELECT {ph}, key, step, timestamp, value, is_nan FROM latest_metrics "
+            f"WHERE run_uuid = {ph} ON CONFLICT DO NOTHING",
+            "INSERT INTO run_inputs (run_uuid, dataset_uuid, tags) "
+            f"SELECT {ph}, dataset_uuid, tags FROM run_inputs WHERE run_uuid = {ph} "
+            "ON CONFLICT DO NOTHING",
+        ]
+        # (new root, len(source root) + 1, now, source root/%, .../outputs/%, .../logs/%)
+        self.copy_artifacts = (
+            "INSERT INTO artifact_files (path, sha256, size, created) "
+            f"SELECT CAST({ph} AS TEXT) || substr(path, {ph}), sha256, size, {ph} "
+            f"FROM artifact_files WHERE path LIKE {ph} AND path NOT LIKE {ph} "
+            f"AND path NOT LIKE {ph} ON CONFLICT (path) DO NOTHING"
+        )
+        self.artifact_uris = "SELECT run_uuid, artifact_uri FROM runs WHERE run_uuid IN ({})"
+        self.ph = ph
 
 
 _dialects: dict[str, _SQL] = {}
@@ -233,6 +275,8 @@ class Recorder:
             ),
         ]
         statements.extend(logged_statements(self.store.db.dialect, batch))
+        if batch.copies:
+            statements.extend(self._copy_statements(conn, sql, batch.copies, now))
         driver: Any = conn.connection.driver_connection
         if self.store.db.dialect == "postgresql" and hasattr(driver, "pipeline"):
             # psycopg's pipeline mode: every statement in one round trip instead of one
@@ -245,6 +289,37 @@ class Recorder:
         for text, rows in statements:
             if rows:
                 conn.exec_driver_sql(text, rows)
+
+    def _copy_statements(
+        self, conn: Connection, sql: _SQL, copies: list[tuple[str, str]], now: int
+    ) -> list[tuple[str, list[Any]]]:
+        pairs = list(copies)
+        out: list[tuple[str, list[Any]]] = [(text, pairs) for text in sql.copy]
+        sources = sorted({src for _, src in pairs})
+        uris: dict[str, Any] = dict(
+            conn.exec_driver_sql(
+                sql.artifact_uris.format(", ".join([sql.ph] * len(sources))), tuple(sources)
+            ).all()
+        )
+        rows: list[Any] = []
+        for new, src in pairs:
+            src_root = artifact_path_of(str(uris.get(src) or ""))
+            if not src_root:
+                continue
+            src_root = src_root.rstrip("/")
+            new_root = self.run_artifacts(new)
+            rows.append(
+                (
+                    new_root,
+                    len(src_root) + 1,
+                    now,
+                    f"{src_root}/%",
+                    f"{src_root}/outputs/%",
+                    f"{src_root}/logs/%",
+                )
+            )
+        out.append((sql.copy_artifacts, rows))
+        return out
 
 
 def logged_statements(dialect: str, batch: Batch) -> list[tuple[str, list[Any]]]:

@@ -548,6 +548,8 @@ class _Runner:
         batch.new_runs.append(
             NewRun(st.run_id, name, FINISHED, now, now, tags, self.prepared[name].param_text)
         )
+        if entry.run_id:
+            batch.copies.append((st.run_id, entry.run_id))
         self._terminal(name)
         self._release(name)
 
@@ -609,6 +611,7 @@ class _Runner:
             checks=step.checks or None,
             fn=step.fn if in_process else None,
             values=[self._live(up, i) for up, i in p.node.inputs] if in_process else None,
+            store=self.store if in_process else None,
         )
 
     def _live(self, name: str, index: int) -> Any:

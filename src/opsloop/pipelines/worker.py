@@ -94,13 +94,15 @@ class Task:
     # The pipeline's metadata database: in a worker, the step's own calls to the store
     # (``opsloop.data.register``, ``opsloop.data.get``) go to the pipeline's store.
     database_url: str | None = None
-    # In-process executors only: the live function and input values (never pickled).
+    # In-process executors only: the live function and input values, and the pipeline's
+    # store (never pickled).
     fn: Callable[..., Any] | None = None
     values: list[Any] | None = None
+    store: Any = None
 
     def wire(self) -> Task:
         """This task without its live parts, to be sent to another process."""
-        return replace(self, fn=None, values=None)
+        return replace(self, fn=None, values=None, store=None)
 
 
 @dataclass(slots=True)
@@ -352,10 +354,21 @@ def argument(task: Task, values: list[Any], name: str) -> Any:
 
 @contextlib.contextmanager
 def _pipeline_store(task: Task, in_worker: bool) -> Iterator[None]:
-    """In a worker process, make the pipeline's store the default one while the step
-    runs (a worker may outlive a change of the caller's settings, and a Ray node has
-    none of them). In-process steps use their process's default store."""
-    if not in_worker or not task.database_url:
+    """Make the pipeline's store the default one while the step runs, so that what the
+    step does through the fluent API (datasets, artifacts, models) lands there: in a
+    worker process through the environment (a worker may outlive a change of the
+    caller's settings, and a Ray node has none of them), in this process as this
+    thread's store (``opsloop.store.using_store``)."""
+    if not in_worker:
+        if task.store is None:
+            yield
+            return
+        from opsloop.store import using_store
+
+        with using_store(task.store):
+            yield
+        return
+    if not task.database_url:
         yield
         return
     wanted = {"OPSLOOP_DATABASE_URL": task.database_url, "OPSLOOP_ARTIFACTS": task.artifacts_url}

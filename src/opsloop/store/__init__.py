@@ -10,8 +10,9 @@ migrations and gives the one object that every part works through::
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from opsloop.core.config import Settings
@@ -43,11 +44,35 @@ class Store:
 _default: Store | None = None
 _default_key: tuple[str, str] | None = None
 _lock = threading.Lock()
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def using_store(store: Store) -> Iterator[Store]:
+    """Make ``store`` this thread's default store while the block runs: a pipeline step
+    run in this process uses its pipeline's store for what it does through the fluent
+    API, whatever the environment says.
+
+    Example::
+
+        with using_store(store):
+            opsloop.log_text("...", "notes.txt")     # into ``store``
+    """
+    saved = getattr(_local, "store", None)
+    _local.store = store
+    try:
+        yield store
+    finally:
+        _local.store = saved
 
 
 def default_store() -> Store:
-    """The process's store for the current settings (opened once, reopened if they change)."""
+    """The process's store for the current settings (opened once, reopened if they
+    change), or this thread's while ``using_store`` holds one."""
     global _default, _default_key
+    override: Store | None = getattr(_local, "store", None)
+    if override is not None:
+        return override
     settings = Settings.from_env()
     key = (settings.database_url, settings.artifacts_url)
     with _lock:
@@ -61,6 +86,7 @@ def default_store() -> Store:
 
 S = TypeVar("S")
 _services: dict[Any, tuple[Store, Any]] = {}
+_scoped: dict[tuple[Any, int], tuple[Store, Any]] = {}
 
 
 def default_service(factory: Callable[[Store], S]) -> S:
@@ -72,6 +98,12 @@ def default_service(factory: Callable[[Store], S]) -> S:
         tracking = default_service(TrackingService)
     """
     store = default_store()
+    if getattr(_local, "store", None) is store:  # a thread's own store (using_store)
+        scoped = _scoped.get((factory, id(store)))
+        if scoped is None or scoped[0] is not store:
+            scoped = _scoped[(factory, id(store))] = (store, factory(store))
+        mine: S = scoped[1]
+        return mine
     held = _services.get(factory)
     if held is None or held[0] is not store:
         held = _services[factory] = (store, factory(store))
@@ -86,4 +118,5 @@ def reset_default_store() -> None:
             _default.close()
         _default = None
         _services.clear()
+        _scoped.clear()
         _default_key = None
