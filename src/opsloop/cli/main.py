@@ -11,6 +11,7 @@ from rich.console import Console
 from opsloop.cli import data as data_cmd
 from opsloop.cli import db as db_cmd
 from opsloop.cli import deploy as deploy_cmd
+from opsloop.cli import logs as logs_cmd
 from opsloop.cli import models as models_cmd
 from opsloop.cli import run as run_cmd
 from opsloop.cli import runs as runs_cmd
@@ -31,6 +32,7 @@ app.add_typer(models_cmd.app, name="models")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(schedule_cmd.app, name="schedule")
 app.add_typer(deploy_cmd.app, name="deploy")
+app.add_typer(logs_cmd.app, name="logs")
 err = Console(stderr=True)
 
 

@@ -1,0 +1,408 @@
+"""The streaming template miner.
+
+One line at a time:
+
+1. **Mask** the line (one compiled regex, see ``tokens``): words with digits, paths,
+   month and weekday names become ``<*>``.
+2. **Exact lookup**: the masked line is the key of a dict to the template it was last
+   filed under. Most lines of a real log stop here: their variables are numbers, ids and
+   addresses, so their masked line has been seen before. This is one ``re.sub`` and one
+   dict lookup per line.
+3. **Similarity**: a masked line not seen before is tokenised and compared with the
+   templates of the same token count: the share of a template's constant tokens that
+   the line repeats at the same place. The best template at or above
+   ``MinerConfig.similarity`` takes the line, and the tokens where they differ become
+   ``<*>`` (a variable without digits: a user name, a host name, a thread name, a log
+   level, a component in a header). Otherwise the line starts a template.
+
+Headers need no format: their timestamps, PIDs and host ids are masked, and what
+varies in them without digits (levels, thread and component names) is generalised like
+any other variable.
+
+Memory is bounded: one ``Template`` (its tokens and a count) per template, and a cache of
+masked lines capped at ``MinerConfig.cache_size`` (dropped when full; it refills from
+the templates).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from math import log
+from typing import Any
+
+from opsloop.aiops.logs.tokens import MASK, WILDCARD, raw_tokens, tokens
+
+_mask_sub = MASK.sub
+
+
+@dataclass(frozen=True, slots=True)
+class MinerConfig:
+    """The miner's one configuration, shared by every log source.
+
+    ``similarity``: the share of a template's constant tokens a new line must repeat
+    (same place, same token count) to join it. ``cache_size``: masked lines remembered
+    for the exact lookup.
+    """
+
+    similarity: float = 0.5
+    header_similarity: float = 0.9
+    variable_after: int = 4
+    cache_size: int = 1 << 17
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "similarity": self.similarity,
+            "header_similarity": self.header_similarity,
+            "variable_after": self.variable_after,
+            "cache_size": self.cache_size,
+        }
+
+
+class Template:
+    """A template: its id, tokens (``<*>`` for a parameter) and how many lines it matched."""
+
+    __slots__ = ("_counted", "_text", "count", "id", "tokens")
+
+    def __init__(self, id: int, tokens: list[str], count: int = 0) -> None:
+        self.id = id
+        self.tokens = tokens
+        self.count = count
+        self._text: str | None = None
+        # The tokens this template counts in the miner's document frequencies.
+        self._counted: set[str] = set()
+
+    @property
+    def template(self) -> str:
+        """The template as text, e.g. ``Connection from <*> closed``."""
+        if self._text is None:
+            self._text = " ".join(self.tokens)
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"Template(id={self.id}, template={self.template!r}, count={self.count})"
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """One parsed line: its template's id and text (as of this line) and its parameters."""
+
+    template_id: int
+    template: str
+    parameters: list[str] = field(default_factory=list)
+
+
+class TemplateMiner:
+    """Turns log lines into templates, one line at a time, learning as it goes.
+
+    >>> m = TemplateMiner()
+    >>> m.add("session opened for user root by (uid=0)").template
+    'session opened for user root by (uid=<*>)'
+    >>> m.add("session opened for user alice by (uid=1000)").template
+    'session opened for user <*> by (uid=<*>)'
+    >>> m.parse("session opened for user bob by (uid=1001)").parameters
+    ['bob', '1001']
+    """
+
+    def __init__(self, config: MinerConfig | None = None) -> None:
+        self.config = config or MinerConfig()
+        self._templates: dict[int, Template] = {}
+        self._by_len: dict[int, list[Template]] = {}
+        self._cache: dict[str, Template] = {}
+        self._next_id = 1
+        self._param_res: dict[str, re.Pattern[str]] = {}
+        self._df: dict[str, int] = {}  # constant token -> templates holding it
+        self._exact: dict[tuple[str, ...], Template] = {}
+        self._alias: dict[int, int] = {}  # merged template id -> the id it went into
+        # generalised tokens -> (values seen where they differ, templates kept apart)
+        self._families: dict[tuple[str, ...], tuple[set[tuple[str, ...]], list[Template]]] = {}
+
+    # -- mining -----------------------------------------------------------------
+
+    def add(self, line: str) -> Template:
+        """File one line under its template (learning a new or more general one)."""
+        key = _mask_sub(WILDCARD, line)
+        t = self._cache.get(key)
+        if t is None:
+            t = self._file(key)
+        t.count += 1
+        return t
+
+    def add_many(self, lines: Iterable[str]) -> Iterator[Template]:
+        """``add`` each line in turn, yielding its template (ids in input order)."""
+        cache = self._cache
+        for line in lines:
+            key = _mask_sub(WILDCARD, line)
+            t = cache.get(key)
+            if t is None:
+                t = self._file(key)
+            t.count += 1
+            yield t
+
+    def parse(self, line: str) -> Parsed:
+        """``add`` the line and return its template and parameters."""
+        t = self.add(line)
+        return Parsed(t.id, t.template, self.parameters(line, t))
+
+    def match(self, line: str) -> Template | None:
+        """The template a line would be filed under, without learning from it."""
+        key = _mask_sub(WILDCARD, line)
+        t = self._cache.get(key)
+        if t is not None:
+            return t
+        toks = tokens(key)
+        best, sim = self._best(toks)
+        if best is None or sim < self.config.similarity:
+            return None
+        return best
+
+    def _file(self, key: str) -> Template:
+        t = self._place(tokens(key))
+        cache = self._cache
+        if len(cache) >= self.config.cache_size:
+            cache.clear()
+        cache[key] = t
+        return t
+
+    def _place(self, toks: list[str]) -> Template:
+        """The template for a token list not seen before: an existing one, made more
+        general if need be, or a new one."""
+        cfg = self.config
+        best, sim = self._best(toks)
+        if best is None or sim < cfg.similarity:
+            return self._new(toks)
+        if best.tokens == toks:
+            return best
+        if sim >= cfg.header_similarity or any(
+            a != b and (WILDCARD in a or WILDCARD in b)
+            for a, b in zip(best.tokens, toks, strict=True)
+        ):
+            # What differs weighs next to nothing (tokens most templates hold: a level,
+            # a component in a header), or differs where one side already holds a
+            # parameter (``()`` against ``(<*>)``): the same event.
+            self._generalise(best, toks)
+            return best
+        # Informative tokens differ. A variable (a user, a file) shows many values in
+        # one place; a few values are different events (``startup``/``shutdown``). Keep
+        # them apart until the place has shown ``variable_after`` values.
+        general = tuple(a if a == b else WILDCARD for a, b in zip(best.tokens, toks, strict=True))
+        known = self._exact.get(general)
+        if known is not None:
+            return known
+        diff = [i for i, a in enumerate(general) if a == WILDCARD and best.tokens[i] != WILDCARD]
+        fam = self._families.get(general)
+        if fam is None:
+            fam = self._families[general] = ({tuple(best.tokens[i] for i in diff)}, [best])
+        values, members = fam
+        values.add(tuple(toks[i] for i in diff))
+        if len(values) < cfg.variable_after:
+            # A family counts once in the token frequencies: a member adds only the
+            # tokens where it differs.
+            t = self._new(toks, counted={toks[i] for i in diff})
+            members.append(t)
+            return t
+        del self._families[general]
+        return self._fuse([m for m in members if m.id in self._templates], list(general))
+
+    def _fuse(self, members: list[Template], general: list[str]) -> Template:
+        """Merge templates into the first, which takes the tokens ``general``."""
+        canon = members[0]
+        self._generalise(canon, general)
+        gone = set()
+        for m in members[1:]:
+            if m is canon:
+                continue
+            gone.add(m.id)
+            canon.count += m.count
+            self._drop(m)
+            self._alias[m.id] = canon.id
+        if gone:
+            cache = self._cache
+            for k, v in cache.items():
+                if v.id in gone:
+                    cache[k] = canon
+        return canon
+
+    def _drop(self, t: Template) -> None:
+        del self._templates[t.id]
+        self._by_len[len(t.tokens)].remove(t)
+        if self._exact.get(tuple(t.tokens)) is t:
+            del self._exact[tuple(t.tokens)]
+        self._uncount(t._counted)
+
+    def resolve(self, template_id: int) -> int:
+        """The id a template has now (templates merged into others keep pointing there)."""
+        alias = self._alias
+        while template_id in alias:
+            template_id = alias[template_id]
+        return template_id
+
+    def _weights(self, toks: list[str]) -> dict[str, float]:
+        # A token's weight is its inverse document frequency over the templates: a token
+        # that most templates hold (a header's level, host or constant field) says little
+        # about which template a line belongs to; a rare one says much.
+        df = self._df
+        n = len(self._templates) + 1.0
+        return {tok: log(n / (df.get(tok, 0) + 0.5)) for tok in set(toks) if tok != WILDCARD}
+
+    def _best(self, toks: list[str]) -> tuple[Template | None, float]:
+        best: Template | None = None
+        best_sim = -1.0
+        cands = self._by_len.get(len(toks))
+        if not cands:
+            return None, best_sim
+        w = self._weights([a for t in cands for a in t.tokens])
+        for t in cands:
+            same = total = 0.0
+            for a, b in zip(t.tokens, toks, strict=True):
+                if a != WILDCARD:
+                    wa = w[a]
+                    total += wa
+                    if a == b:
+                        same += wa
+            sim = same / total if total > 0 else 1.0
+            if sim > best_sim:
+                best, best_sim = t, sim
+        return best, best_sim
+
+    def _generalise(self, t: Template, toks: list[str]) -> None:
+        old = t.tokens
+        if old == toks:
+            return
+        new = [a if a == b else WILDCARD for a, b in zip(old, toks, strict=True)]
+        if new != old:
+            kept = set(new)
+            self._uncount(t._counted - kept)
+            t._counted &= kept
+            if self._exact.get(tuple(old)) is t:
+                del self._exact[tuple(old)]
+            t.tokens = new
+            t._text = None
+            self._exact.setdefault(tuple(new), t)
+
+    def _uncount(self, toks: set[str]) -> None:
+        df = self._df
+        for tok in toks:
+            n = df[tok] - 1
+            if n > 0:
+                df[tok] = n
+            else:
+                del df[tok]
+
+    def _new(self, toks: list[str], count: int = 0, counted: set[str] | None = None) -> Template:
+        t = Template(self._next_id, toks, count)
+        self._next_id += 1
+        self._templates[t.id] = t
+        self._by_len.setdefault(len(toks), []).append(t)
+        self._exact.setdefault(tuple(toks), t)
+        t._counted = (set(toks) if counted is None else counted) - {WILDCARD}
+        df = self._df
+        for tok in t._counted:
+            df[tok] = df.get(tok, 0) + 1
+        return t
+
+    # -- parameters -------------------------------------------------------------
+
+    def parameters(self, line: str, template: Template) -> list[str]:
+        """The values of the template's ``<*>`` in this line, in order."""
+        groups = raw_tokens(line)
+        ttoks = template.tokens
+        if len(groups) != len(ttoks):
+            return []
+        out: list[str] = []
+        for tok, raw in zip(ttoks, groups, strict=True):
+            if tok == WILDCARD:
+                out.append(" ".join(raw))
+            elif WILDCARD in tok:
+                m = self._param_re(tok).fullmatch(raw[0])
+                if m:
+                    out.extend(m.groups())
+        return out
+
+    def _param_re(self, tok: str) -> re.Pattern[str]:
+        rx = self._param_res.get(tok)
+        if rx is None:
+            if len(self._param_res) > 4096:
+                self._param_res.clear()
+            rx = re.compile("(.*?)".join(re.escape(p) for p in tok.split(WILDCARD)), re.S)
+            self._param_res[tok] = rx
+        return rx
+
+    # -- the store --------------------------------------------------------------
+
+    @property
+    def templates(self) -> list[Template]:
+        """Every template, by id."""
+        return sorted(self._templates.values(), key=lambda t: t.id)
+
+    def get(self, template_id: int) -> Template | None:
+        return self._templates.get(template_id)
+
+    def __len__(self) -> int:
+        return len(self._templates)
+
+    def merge(self, other: TemplateMiner) -> dict[int, int]:
+        """Take in another miner's templates; return ``{other's id: id here}``.
+
+        A template equal to one here (or similar enough, by the same rule as a line)
+        merges with it and adds its count; any other gets the next id here. Ids here do
+        not change.
+        """
+        mapping: dict[int, int] = {}
+        for o in other.templates:
+            t = self._exact.get(tuple(o.tokens)) or self._place(list(o.tokens))
+            t.count += o.count
+            mapping[o.id] = t.id
+        for oid in other._alias:  # ids the other miner merged away: where they went
+            target = mapping.get(other.resolve(oid))
+            if target is not None:
+                mapping[oid] = target
+        # Later templates may have fused earlier ones: point every id at where it is now.
+        # Masked lines cached here still point at the right template (a fuse updates the
+        # cache, and a template only ever becomes more general).
+        mapping = {k: self.resolve(v) for k, v in mapping.items()}
+        return mapping
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "opsloop.log-templates/1",
+            "config": self.config.to_dict(),
+            "next_id": self._next_id,
+            "aliases": {str(k): v for k, v in self._alias.items()},
+            "templates": [
+                {"id": t.id, "template": t.template, "tokens": t.tokens, "count": t.count}
+                for t in self.templates
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], config: MinerConfig | None = None) -> TemplateMiner:
+        if data.get("format") != "opsloop.log-templates/1":
+            from opsloop.errors import InvalidInput
+
+            raise InvalidInput(
+                f"not an opsloop template store (format {data.get('format')!r}); "
+                "expected 'opsloop.log-templates/1'"
+            )
+        if config is None:
+            cfg = data.get("config") or {}
+            d = MinerConfig()
+            config = MinerConfig(
+                similarity=float(cfg.get("similarity", d.similarity)),
+                header_similarity=float(cfg.get("header_similarity", d.header_similarity)),
+                variable_after=int(cfg.get("variable_after", d.variable_after)),
+                cache_size=int(cfg.get("cache_size", d.cache_size)),
+            )
+        m = cls(config)
+        for row in data["templates"]:
+            t = Template(int(row["id"]), [str(x) for x in row["tokens"]], int(row["count"]))
+            m._templates[t.id] = t
+            m._by_len.setdefault(len(t.tokens), []).append(t)
+            m._exact.setdefault(tuple(t.tokens), t)
+            t._counted = set(t.tokens) - {WILDCARD}
+            for tok in t._counted:
+                m._df[tok] = m._df.get(tok, 0) + 1
+        m._alias = {int(k): int(v) for k, v in (data.get("aliases") or {}).items()}
+        m._next_id = max(int(data.get("next_id", 1)), max(m._templates, default=0) + 1)
+        return m
