@@ -1,5 +1,74 @@
 """Model serving: deployments from the registry, the inference server (Open Inference
 Protocol v2 and MLflow's ``/invocations``), adaptive batching, and the prediction log.
 
-(Being built: see the modules of this package.)
+The modules: ``deployments`` (records, traffic split, promote and rollback, with
+history), ``predictions`` (the prediction log: written off the request path as Parquet
+segments, read back by time window, joined with late labels), ``api`` (the functions
+below, on the default store), ``model``/``codec``/``batcher``/``app``/``metrics`` (the
+inference server). Example::
+
+    from opsloop import serving
+
+    serving.deploy("churn", "models:/churn@production", canary=4, canary_share=10)
+    serving.promote("churn", reason="v4 wins")
+    df = serving.predictions("churn", since=timedelta(hours=1), with_labels=True)
 """
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Imported here so that the package's ``predictions`` is the function, never the
+# submodule of that name (importing a submodule sets the package's attribute).
+from opsloop.serving.predictions import log_labels, predictions
+
+if TYPE_CHECKING:
+    from opsloop.serving.api import (
+        deploy,
+        deployment_history,
+        get_deployment,
+        list_deployments,
+        promote,
+        resolve_deployment,
+        rollback,
+        update_deployment,
+    )
+
+_LAZY = {
+    name: "opsloop.serving.api"
+    for name in (
+        "deploy",
+        "deployment_history",
+        "get_deployment",
+        "list_deployments",
+        "promote",
+        "resolve_deployment",
+        "rollback",
+        "update_deployment",
+    )
+}
+
+__all__ = [
+    "deploy",
+    "deployment_history",
+    "get_deployment",
+    "list_deployments",
+    "log_labels",
+    "predictions",
+    "promote",
+    "resolve_deployment",
+    "rollback",
+    "update_deployment",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
