@@ -1,0 +1,254 @@
+"""Reading one column at a time from a pandas DataFrame or a pyarrow Table.
+
+The drift engine never converts a whole table: it takes one column, turns it into
+what its statistics need (a float64 array with NaN for missing values, or category
+labels with counts) and lets it go, so the memory a check needs beyond its inputs is
+a few columns' worth.
+
+Kinds follow ``opsloop.data.profile.column_kind``: ``numeric`` (integers, floats,
+decimals), ``categorical`` (strings, booleans, dictionary/category columns, and
+pandas object columns, whatever they hold: values become labels with ``str``,
+booleans ``"true"``/``"false"``, and a column mixing Python types is flagged),
+``datetime`` and ``other`` (not tested; their missing share is still compared).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from opsloop.data.profile import CATEGORICAL, DATETIME, NUMERIC, OTHER, column_kind
+from opsloop.errors import InvalidInput
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+
+@dataclass
+class Column:
+    """One column, read: ``values`` for numeric, ``labels``/``counts`` for categorical."""
+
+    name: str
+    type: str
+    kind: str
+    rows: int
+    missing: int = 0
+    values: Floats | None = None
+    labels: list[str] = field(default_factory=list)
+    counts: Ints = field(default_factory=lambda: np.zeros(0, np.int64))
+    mixed_types: list[str] | None = None
+
+
+def is_table(data: object) -> bool:
+    import pandas as pd  # type: ignore[import-untyped]
+
+    return isinstance(data, (pd.DataFrame, pa.Table, pa.RecordBatch))
+
+
+def names(data: object) -> list[str]:
+    """The column names of a DataFrame or Arrow table, as strings."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return [str(c) for c in data.columns]
+    if isinstance(data, (pa.Table, pa.RecordBatch)):
+        return list(data.schema.names)
+    raise InvalidInput(
+        f"cannot check drift on a {type(data).__name__}: give a pandas DataFrame, a pyarrow "
+        "Table, a fitted Reference or a dataset reference such as 'sensors@3'"
+    )
+
+
+def num_rows(data: object) -> int:
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return len(data)
+    if isinstance(data, (pa.Table, pa.RecordBatch)):
+        return int(data.num_rows)
+    raise InvalidInput(f"not a table: {type(data).__name__}")
+
+
+def read(data: object, name: str) -> Column:
+    """Column ``name`` of ``data``, read for the statistics."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return _from_series(name, _series(data, name))
+    assert isinstance(data, (pa.Table, pa.RecordBatch))
+    col = data.column(name)
+    return _from_arrow(name, col)
+
+
+def take_labels(data: object, name: str, rows: npt.NDArray[np.intp]) -> list[str | None]:
+    """The labels of some rows of a categorical column (None where missing)."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        vals: Sequence[Any] = _series(data, name).iloc[rows].tolist()
+    else:
+        assert isinstance(data, (pa.Table, pa.RecordBatch))
+        col = data.column(name)
+        vals = col.take(pa.array(rows, type=pa.int64())).to_pylist()
+    return [None if _isna(v) else label(v) for v in vals]
+
+
+def take_values(data: object, name: str, rows: npt.NDArray[np.intp]) -> Floats:
+    col = read_numeric_rows(data, name, rows)
+    return col
+
+
+def read_numeric_rows(data: object, name: str, rows: npt.NDArray[np.intp]) -> Floats:
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        s = _series(data, name).iloc[rows]
+        return np.asarray(s.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+    assert isinstance(data, (pa.Table, pa.RecordBatch))
+    col = data.column(name).take(pa.array(rows, type=pa.int64()))
+    return _arrow_floats(col)
+
+
+def _series(df: Any, name: str) -> Any:
+    if name in df.columns:
+        s = df[name]
+    else:  # a non-string column label, matched by its string form
+        pos = [str(c) for c in df.columns].index(name)
+        s = df.iloc[:, pos]
+    if getattr(s, "ndim", 1) != 1:
+        raise InvalidInput(f"column {name!r} appears more than once; rename the duplicates")
+    return s
+
+
+def label(v: Any) -> str:
+    """A category value as the profile's label: booleans ``true``/``false``, else ``str``."""
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "backslashreplace")
+    return str(v)
+
+
+def _isna(v: Any) -> bool:
+    if v is None:
+        return True
+    try:
+        return bool(v != v)  # NaN, pd.NA raises
+    except (TypeError, ValueError):
+        return v is not None and type(v).__name__ in ("NAType", "NaTType")
+
+
+def _from_series(name: str, s: Any) -> Column:
+    import pandas as pd
+
+    dtype = s.dtype
+    rows = len(s)
+    tname = str(dtype)
+    if pd.api.types.is_bool_dtype(dtype):
+        return _categorical_pandas(name, "bool", s, rows)
+    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype):
+        x = np.asarray(s.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+        missing = int(np.count_nonzero(np.isnan(x)))
+        return Column(name, _arrowish(tname), NUMERIC, rows, missing, values=x)
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        kind = DATETIME if pd.api.types.is_datetime64_any_dtype(dtype) else OTHER
+        return Column(name, tname, kind, rows, int(s.isna().sum()))
+    if isinstance(dtype, pd.ArrowDtype):
+        return _from_arrow(name, pa.array(s))
+    if pd.api.types.is_complex_dtype(dtype):
+        return Column(name, tname, OTHER, rows, int(s.isna().sum()))
+    return _categorical_pandas(name, "string" if tname in ("str", "string") else tname, s, rows)
+
+
+def _categorical_pandas(name: str, tname: str, s: Any, rows: int) -> Column:
+    missing = int(s.isna().sum())
+    try:
+        vc = s.value_counts(dropna=True, sort=False)
+    except TypeError:  # unhashable values (lists, dicts): count their text
+        vc = s.dropna().map(repr).value_counts(sort=False)
+    keys = list(vc.index)
+    counts = np.asarray(vc.to_numpy(), dtype=np.int64)
+    mixed: list[str] | None = None
+    if tname == "object":
+        types = sorted({type(k).__name__ for k in keys})
+        mixed = types if len(types) > 1 else None
+    labels = [label(k) for k in keys]
+    labels, counts = _merge_labels(labels, counts)
+    return Column(
+        name, tname, CATEGORICAL, rows, missing, labels=labels, counts=counts, mixed_types=mixed
+    )
+
+
+def _merge_labels(labels: list[str], counts: Ints) -> tuple[list[str], Ints]:
+    """Sum the counts of values whose labels coincide (``1`` and ``"1"`` in one object column)."""
+    if len(set(labels)) == len(labels):
+        return labels, counts
+    acc: dict[str, int] = {}
+    for lab, c in zip(labels, counts.tolist(), strict=True):
+        acc[lab] = acc.get(lab, 0) + int(c)
+    return list(acc), np.asarray(list(acc.values()), dtype=np.int64)
+
+
+def _arrowish(tname: str) -> str:
+    """pandas dtype names as Arrow's, so a DataFrame and a Table of one data agree."""
+    mapping = {
+        "float64": "double",
+        "Float64": "double",
+        "float32": "float",
+        "Float32": "float",
+        "float16": "halffloat",
+    }
+    if tname in mapping:
+        return mapping[tname]
+    return tname.lower()
+
+
+def _one(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    return col
+
+
+def _arrow_floats(col: pa.ChunkedArray | pa.Array) -> Floats:
+    arr = _one(col)
+    if arr.type != pa.float64():
+        arr = pc.cast(arr, pa.float64(), safe=False)
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _from_arrow(name: str, col: pa.ChunkedArray | pa.Array) -> Column:
+    arr = _one(col)
+    t = arr.type
+    kind = column_kind(t)
+    tname = str(t)
+    rows = len(arr)
+    if kind == NUMERIC:
+        x = _arrow_floats(arr)
+        return Column(name, tname, NUMERIC, rows, int(np.count_nonzero(np.isnan(x))), values=x)
+    if kind == CATEGORICAL:
+        if pa.types.is_dictionary(t):
+            arr = arr.dictionary_decode()
+            tname = str(arr.type)
+        if pa.types.is_string_view(arr.type) or pa.types.is_large_string(arr.type):
+            arr = pc.cast(arr, pa.string())
+            tname = "string"
+        vc = pc.value_counts(arr)
+        values = vc.field("values")
+        counts = np.asarray(vc.field("counts").to_numpy(zero_copy_only=False), dtype=np.int64)
+        if values.null_count:
+            keep = values.is_valid()
+            values = values.filter(keep)
+            counts = counts[np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)]
+        if pa.types.is_boolean(values.type):
+            labels = [label(v) for v in values.to_pylist()]
+        else:
+            labels = [str(v) for v in pc.cast(values, pa.string()).to_pylist()]
+        labels, counts = _merge_labels(labels, counts)
+        return Column(name, tname, CATEGORICAL, rows, arr.null_count, labels=labels, counts=counts)
+    return Column(name, tname, kind if kind == DATETIME else OTHER, rows, arr.null_count)

@@ -1,0 +1,663 @@
+"""``drift(reference, current)``: per-column tests, separate signals, multivariate checks.
+
+**Default test per column** (Evidently's rule, by the reference's size):
+
+==========================================  ===================  =====================
+column                                      reference <= 1,000   reference > 1,000
+==========================================  ===================  =====================
+numeric, more than 5 distinct values        ``ks`` (p < 0.05)    ``wasserstein`` (> 0.1)
+categorical, or numeric with <= 5 values    ``chisquare`` (p < 0.05)  ``jensenshannon`` (> 0.1)
+==========================================  ===================  =====================
+
+"Size" is the count of values present in the reference column. ``tests`` overrides
+it: one name for every column (``"psi"``; a numeric-only test - ``ks``,
+``wasserstein`` - keeps the default on categorical columns, noted in the entry), or a
+mapping ``{column: test}``. The tests: ``ks``, ``wasserstein`` (divided by the
+reference's std), ``psi``, ``jensenshannon`` (base 2), ``hellinger``, ``chisquare``;
+numeric columns are binned at the reference's deciles for the last four (see
+``opsloop.monitoring.stats``).
+
+**Thresholds** (``threshold=``): ``None`` gives each test its default - p-value tests
+alert when the *adjusted* p-value is below 0.05, distances when above 0.1 (PSI 0.1,
+Jensen-Shannon 0.1, Hellinger 0.1, normalised Wasserstein 0.1, as Evidently); a
+number applies to every column (an alpha for p-value tests, a bound for the others);
+``"learned"`` uses the reference's own variation: ``mean + 3 std`` of the statistic
+between each of its chunks and the rest (``Reference.fit(..., learn_thresholds=True)``
+stores them; a DataFrame reference is fitted so), scaled from the chunk size to the
+current batch's by sampling noise (``sqrt((1/m + 1/n) / (1/m_c + 1/(n - m_c)))`` for
+KS, Wasserstein, Jensen-Shannon and Hellinger; without the square root for PSI; none
+for chi-square); a mapping ``{column: number | "learned"}`` sets columns one by one.
+
+**Many columns**: p-values are adjusted across the columns tested with p-value tests,
+by Benjamini-Hochberg (``correction="bh"``, the default: it controls the expected
+share of false alarms among the drifted columns, and loses less power than
+Bonferroni on 200 columns), ``"bonferroni"`` (controls the chance of any false alarm)
+or ``"none"``. Each entry keeps the raw and the adjusted p-value.
+
+**Signals**, always reported per column and never folded into the test: the missing
+share (reference, current, change), the infinite share, the share of current values
+outside the reference's [min, max], unseen categories (their count, share and the
+most frequent 20), mixed Python types in an object column, type changes; and at the
+table level the columns added and removed. ``report.alerts`` lists the signals past
+their alert levels (missing share change over 0.05, unseen or out-of-range share
+over 0.01, any type change, added or removed column).
+
+**Robustness**: every column's work is guarded: a column that cannot be tested (all
+missing, a kind change, an error reading it) gets an entry with ``error`` set and
+``drifted=None`` instead of failing the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from opsloop.data.profile import CATEGORICAL, NUMERIC
+from opsloop.errors import InvalidInput
+from opsloop.monitoring import columns as cols
+from opsloop.monitoring import stats
+from opsloop.monitoring.columns import Floats, Ints
+from opsloop.monitoring.reference import (
+    CATEGORICAL_TESTS,
+    NUMERIC_TESTS,
+    P_VALUE_TESTS,
+    ColumnRef,
+    NumericRef,
+    Reference,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd  # type: ignore[import-untyped]
+
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "ks": 0.05,
+    "chisquare": 0.05,
+    "wasserstein": 0.1,
+    "psi": 0.1,
+    "jensenshannon": 0.1,
+    "hellinger": 0.1,
+}
+DRIFT_SHARE = 0.5
+MISSING_ALERT = 0.05
+UNSEEN_ALERT = 0.01
+OUT_OF_RANGE_ALERT = 0.01
+LEARNED_SIGMAS = 3.0
+TOP_UNSEEN = 20
+
+ThresholdSpec = float | str | Mapping[str, float | str] | None
+
+
+@dataclass
+class ColumnDrift:
+    """One column's result. ``drifted`` is None when the column was not tested
+    (``error`` says why)."""
+
+    column: str
+    kind: str | None
+    test: str | None = None
+    statistic: float | None = None
+    p_value: float | None = None
+    p_value_adjusted: float | None = None
+    threshold: float | None = None
+    threshold_on: str | None = None  # "p_value" or "statistic"
+    drifted: bool | None = None
+    n_reference: int = 0
+    n_current: int = 0
+    signals: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _jsonable(v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class DriftReport:
+    """The result of ``drift``: per-column entries and table-level results.
+
+    Example::
+
+        r = drift(ref, cur)
+        r.drifted_columns, r.share_drifted, r.alerts
+        r.to_frame()          # one row per column
+        r.to_json()
+    """
+
+    columns: dict[str, ColumnDrift]
+    added: list[str]
+    removed: list[str]
+    share_drifted: float
+    dataset_drift: bool
+    multivariate: dict[str, dict[str, Any]]
+    alerts: list[str]
+    correction: str
+    reference_rows: int
+    current_rows: int
+    reference_source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        return [c for c, e in self.columns.items() if e.drifted]
+
+    @property
+    def tested(self) -> int:
+        return sum(1 for e in self.columns.values() if e.drifted is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset_drift": self.dataset_drift,
+            "share_drifted": self.share_drifted,
+            "drifted_columns": self.drifted_columns,
+            "tested_columns": self.tested,
+            "added": self.added,
+            "removed": self.removed,
+            "alerts": self.alerts,
+            "correction": self.correction,
+            "reference_rows": self.reference_rows,
+            "current_rows": self.current_rows,
+            "reference_source": self.reference_source,
+            "multivariate": _jsonable(self.multivariate),
+            "columns": [e.to_dict() for e in self.columns.values()],
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        rows = []
+        for e in self.columns.values():
+            d = e.to_dict()
+            sig = d.pop("signals")
+            d.update(
+                {
+                    f"signal.{k}": (json.dumps(v) if isinstance(v, list) else v)
+                    for k, v in sig.items()
+                }
+            )
+            rows.append(d)
+        return pd.DataFrame(rows)
+
+
+def drift(
+    reference: object,
+    current: object,
+    columns: list[str] | None = None,
+    tests: str | Mapping[str, str] | None = None,
+    threshold: ThresholdSpec = None,
+    *,
+    correction: str = "bh",
+    multivariate: bool | tuple[str, ...] = ("pca", "classifier"),
+    drift_share: float = DRIFT_SHARE,
+    seed: int = 0,
+) -> DriftReport:
+    """Compare ``current`` with ``reference`` column by column and as a whole.
+
+    ``reference`` is a DataFrame, a pyarrow Table, a fitted ``Reference`` or a dataset
+    reference (``"sensors@3"``, fitted once and cached in the artifact store);
+    ``current`` a DataFrame or Table. See the module docstring for the default tests,
+    the thresholds and the correction.
+
+    Example::
+
+        report = opsloop.monitoring.drift("sensors@3", todays_df)
+        report.drifted_columns            # ["temp", "site"]
+        report.columns["temp"].statistic  # 0.31 (normalised Wasserstein)
+        report.alerts                     # ["site: 4.0% of values are unseen categories", ...]
+    """
+    if correction not in ("bh", "bonferroni", "none"):
+        raise InvalidInput(f"correction must be 'bh', 'bonferroni' or 'none', not {correction!r}")
+    _check_tests(tests)
+    mv_kinds: tuple[str, ...]
+    if multivariate is True:
+        mv_kinds = ("pca", "classifier")
+    elif multivariate is False:
+        mv_kinds = ()
+    else:
+        mv_kinds = tuple(multivariate)
+    cur_names = cols.names(current)
+    ref = _as_reference(reference, columns, threshold, tests, bool(mv_kinds), seed)
+    ref_names = list(ref.columns)
+    if columns is not None:
+        unknown = [c for c in columns if c not in ref.columns and c not in cur_names]
+        if unknown:
+            raise InvalidInput(f"no column(s) {unknown} in the reference or the current data")
+        wanted = set(columns)
+        ref_names = [c for c in ref_names if c in wanted]
+        cur_names = [c for c in cur_names if c in wanted]
+    cur_set = set(cur_names)
+    ref_set = set(ref_names)
+    added = [c for c in cur_names if c not in ref_set]
+    removed = [c for c in ref_names if c not in cur_set]
+    entries: dict[str, ColumnDrift] = {}
+    for name in ref_names:
+        cref = ref.columns[name]
+        if name not in cur_set:
+            entries[name] = ColumnDrift(
+                name,
+                cref.kind,
+                error="the column is missing from the current data",
+                signals={"removed": True, "type_reference": cref.type},
+            )
+            continue
+        entries[name] = check_column(cref, current, name, tests, threshold)
+    for name in added:
+        try:
+            c = cols.read(current, name)
+            ctype, ckind = c.type, c.kind
+        except Exception as exc:
+            ctype, ckind = f"unreadable: {exc}", None
+        entries[name] = ColumnDrift(
+            name,
+            ckind,
+            error="the column is not in the reference",
+            signals={"added": True, "type_current": ctype},
+        )
+    _decide(entries, correction)
+    tested = [e for e in entries.values() if e.drifted is not None]
+    share = sum(1 for e in tested if e.drifted) / len(tested) if tested else 0.0
+    mv: dict[str, dict[str, Any]] = {}
+    if mv_kinds:
+        mv = _multivariate(ref, current, mv_kinds, seed)
+    alerts = _alerts(entries, added, removed)
+    for kind, res in mv.items():
+        if res.get("drifted"):
+            alerts.append(f"multivariate {kind}: drift ({res.get('summary', '')})")
+    return DriftReport(
+        columns=entries,
+        added=added,
+        removed=removed,
+        share_drifted=share,
+        dataset_drift=bool(tested) and share >= drift_share,
+        multivariate=mv,
+        alerts=alerts,
+        correction=correction,
+        reference_rows=ref.num_rows,
+        current_rows=cols.num_rows(current),
+        reference_source=ref.source,
+    )
+
+
+def _as_reference(
+    reference: object,
+    columns: list[str] | None,
+    threshold: ThresholdSpec,
+    tests: str | Mapping[str, str] | None,
+    multivariate: bool,
+    seed: int,
+) -> Reference:
+    if isinstance(reference, Reference):
+        return reference
+    learn = _wants_learned(threshold)
+    if isinstance(reference, str):
+        return Reference.from_dataset(reference, learn_thresholds=learn)
+    if not cols.is_table(reference):
+        cols.names(reference)  # raises the clear error
+    names = cols.names(reference)
+    fit_cols = None if columns is None else [c for c in names if c in set(columns)]
+    return Reference.fit(
+        reference,
+        columns=fit_cols,
+        multivariate=multivariate,
+        learn_thresholds=learn,
+        tests=dict(tests) if isinstance(tests, Mapping) else tests,
+        seed=seed,
+    )
+
+
+def _wants_learned(threshold: ThresholdSpec) -> bool:
+    if isinstance(threshold, str):
+        return threshold == "learned"
+    if isinstance(threshold, Mapping):
+        return any(v == "learned" for v in threshold.values())
+    return False
+
+
+def _check_tests(tests: str | Mapping[str, str] | None) -> None:
+    names = [tests] if isinstance(tests, str) else list(tests.values()) if tests else []
+    for t in names:
+        if t not in NUMERIC_TESTS:
+            raise InvalidInput(f"unknown drift test {t!r}; use one of {', '.join(NUMERIC_TESTS)}")
+
+
+def resolve_test(
+    cref: ColumnRef, tests: str | Mapping[str, str] | None
+) -> tuple[str | None, str | None]:
+    """The test for a column: (test, note). A test that does not apply to the column's
+    kind, asked for all columns at once, leaves the default (and says so)."""
+    default = cref.default_test()
+    if default is None:
+        return None, None
+    if isinstance(tests, Mapping):
+        t = tests.get(cref.name)
+        return (t, None) if t else (default, None)
+    if isinstance(tests, str):
+        if cref.kind == CATEGORICAL and tests not in CATEGORICAL_TESTS:
+            return default, f"{tests} does not apply to a categorical column; used {default}"
+        return tests, None
+    return default, None
+
+
+# -- one column ------------------------------------------------------------------------
+
+
+def check_column(
+    cref: ColumnRef,
+    current: object,
+    name: str,
+    tests: str | Mapping[str, str] | None,
+    threshold: ThresholdSpec,
+) -> ColumnDrift:
+    """One column's entry; never raises."""
+    entry = ColumnDrift(name, cref.kind, n_reference=cref.present)
+    try:
+        cur = cols.read(current, name)
+    except Exception as exc:
+        entry.error = f"could not read the current column: {type(exc).__name__}: {exc}"
+        return entry
+    try:
+        _fill(entry, cref, cur, tests, threshold)
+    except Exception as exc:
+        entry.error = f"{type(exc).__name__}: {exc}"
+        entry.drifted = None
+    return entry
+
+
+def _fill(
+    entry: ColumnDrift,
+    cref: ColumnRef,
+    cur: cols.Column,
+    tests: str | Mapping[str, str] | None,
+    threshold: ThresholdSpec,
+) -> None:
+    sig = entry.signals
+    sig["type_reference"] = cref.type
+    sig["type_current"] = cur.type
+    sig["type_changed"] = cref.type != cur.type
+    ms_ref = cref.missing / cref.rows if cref.rows else None
+    ms_cur = cur.missing / cur.rows if cur.rows else None
+    sig["missing_share_reference"] = ms_ref
+    sig["missing_share_current"] = ms_cur
+    sig["missing_share_change"] = (
+        ms_cur - ms_ref if ms_ref is not None and ms_cur is not None else None
+    )
+    if cur.mixed_types:
+        sig["mixed_types"] = cur.mixed_types
+    entry.n_current = cur.rows - cur.missing
+    if cref.kind != cur.kind:
+        entry.error = (
+            f"the column's kind changed from {cref.kind} ({cref.type}) to {cur.kind} "
+            f"({cur.type}); not tested"
+        )
+        return
+    test, note = resolve_test(cref, tests)
+    entry.note = note
+    if test is None:
+        entry.note = f"{cref.kind} columns are not tested for drift; signals only"
+        return
+    if (
+        isinstance(tests, Mapping)
+        and cref.name in tests
+        and cref.kind == CATEGORICAL
+        and test not in CATEGORICAL_TESTS
+    ):
+        entry.test = test
+        entry.error = f"{test} does not apply to a categorical column"
+        return
+    entry.test = test
+    statistic, p_value, n_cur = column_statistic(cref, cur, test, signals=sig)
+    entry.n_current = n_cur
+    entry.statistic = statistic
+    entry.p_value = p_value
+    spec = threshold.get(cref.name) if isinstance(threshold, Mapping) else threshold
+    if spec == "learned":
+        learned = cref.learned.get(test)
+        if learned is None:
+            entry.note = (
+                f"no learned threshold for {test} (fit the reference with "
+                "learn_thresholds=True); used the default"
+            )
+            spec = None
+        else:
+            entry.threshold = _scaled(learned, test, n_cur, cref.present)
+            entry.threshold_on = "statistic"
+            return
+    if spec is not None and not isinstance(spec, (int, float)):
+        raise InvalidInput(f"a threshold must be a number or 'learned', not {spec!r}")
+    entry.threshold = float(spec) if spec is not None else DEFAULT_THRESHOLDS[test]
+    entry.threshold_on = "p_value" if test in P_VALUE_TESTS else "statistic"
+
+
+def _scaled(learned: Mapping[str, float], test: str, m: int, n: int) -> float:
+    base = learned["mean"] + LEARNED_SIGMAS * learned["std"]
+    mc = learned["chunk"]
+    if m <= 0 or n <= mc or test == "chisquare":
+        return base
+    ratio = (1 / m + 1 / n) / (1 / mc + 1 / (n - mc))
+    return base * (ratio if test == "psi" else math.sqrt(ratio))
+
+
+def column_statistic(
+    cref: ColumnRef,
+    cur: cols.Column,
+    test: str,
+    *,
+    rest: bool = False,
+    signals: dict[str, Any] | None = None,
+) -> tuple[float | None, float | None, int]:
+    """(statistic, p-value, values compared in ``cur``) of ``test`` on one column.
+
+    ``rest``: ``cur`` is a chunk of the reference itself, compared with the rest of
+    it (for learned thresholds).
+    """
+    sig = signals if signals is not None else {}
+    if cref.kind == NUMERIC:
+        nr = cref.numeric
+        if nr is None or cur.values is None:
+            raise ValueError("no numeric values")
+        return _numeric(nr, cur.values, test, rest, sig)
+    return _categorical(cref, cur, test, rest, sig)
+
+
+def _numeric(
+    nr: NumericRef, x: Floats, test: str, rest: bool, sig: dict[str, Any]
+) -> tuple[float | None, float | None, int]:
+    finite = np.isfinite(x)
+    n_fin = int(np.count_nonzero(finite))
+    present = int(np.count_nonzero(~np.isnan(x)))
+    cur = np.sort(x[finite] if n_fin != len(x) else x)
+    ref_present = nr.n + nr.pos_inf + nr.neg_inf
+    sig["infinite_share_reference"] = (
+        (nr.pos_inf + nr.neg_inf) / ref_present if ref_present else None
+    )
+    sig["infinite_share_current"] = (present - n_fin) / present if present else None
+    if nr.n and n_fin:
+        lo = int(np.searchsorted(cur, nr.sorted[0], side="left"))
+        hi = n_fin - int(np.searchsorted(cur, nr.sorted[-1], side="right"))
+        sig["out_of_range_share"] = (lo + hi) / n_fin
+    if nr.n == 0:
+        raise ValueError("the reference has no finite values in this column")
+    if n_fin == 0:
+        raise ValueError("the current data has no finite values in this column")
+    if test in ("ks", "wasserstein"):
+        factor = 1.0
+        if rest:  # chunk vs the whole = (1 - m/n) x chunk vs the rest, for ECDF gaps
+            factor = 1.0 / max(1.0 - n_fin / nr.n, 1e-12)
+        if test == "ks":
+            if nr.sketched:
+                d = stats.ks_statistic(nr.sorted, cur) * factor
+                return d, stats.ks_pvalue_asymp(d, nr.n, n_fin), n_fin
+            d, p = stats.ks(nr.sorted, cur)
+            return d * factor, (None if rest else p), n_fin
+        w = stats.wasserstein(nr.sorted, cur) * factor
+        return w / stats._norm(nr.std, nr.sorted), None, n_fin
+    if nr.discrete is not None and nr.discrete_counts is not None:
+        ref_c, cur_c, unseen_vals, unseen_n = _discrete_counts(nr.discrete, nr.discrete_counts, cur)
+        sig["unseen_values"] = [float(v) for v in unseen_vals[:TOP_UNSEEN]]
+        sig["unseen_share"] = unseen_n / n_fin
+    else:
+        ref_c = nr.bin_counts
+        cur_c = stats.bin_counts(cur, nr.edges)
+    if rest:
+        ref_c = ref_c - cur_c[: len(ref_c)]
+        ref_c = np.concatenate((ref_c, np.zeros(len(cur_c) - len(ref_c), np.int64)))
+    return (*_binned(test, _pad(ref_c, len(cur_c)), cur_c), n_fin)
+
+
+def _pad(a: Ints, n: int) -> Ints:
+    if len(a) >= n:
+        return a
+    return np.concatenate((a, np.zeros(n - len(a), np.int64)))
+
+
+def _discrete_counts(values: Floats, counts: Ints, cur: Floats) -> tuple[Ints, Ints, Floats, int]:
+    left = np.searchsorted(cur, values, side="left")
+    right = np.searchsorted(cur, values, side="right")
+    cur_c = (right - left).astype(np.int64)
+    unseen_n = len(cur) - int(cur_c.sum())
+    unseen_vals: Floats = np.empty(0)
+    if unseen_n:
+        u, uc = np.unique(cur, return_counts=True)
+        keep = ~np.isin(u, values)
+        u, uc = u[keep], uc[keep]
+        order = np.argsort(-uc, kind="stable")
+        unseen_vals = u[order]
+        # Unseen values are extra categories, with a zero reference count.
+        cur_c = np.concatenate((cur_c, uc[order].astype(np.int64)))
+    return counts, cur_c, unseen_vals, unseen_n
+
+
+def _categorical(
+    cref: ColumnRef, cur: cols.Column, test: str, rest: bool, sig: dict[str, Any]
+) -> tuple[float | None, float | None, int]:
+    index = {lab: i for i, lab in enumerate(cref.labels)}
+    k = len(cref.labels)
+    cur_c = np.zeros(k, dtype=np.int64)
+    unseen: list[tuple[str, int]] = []
+    for lab, c in zip(cur.labels, cur.counts.tolist(), strict=True):
+        i = index.get(lab)
+        if i is None:
+            unseen.append((lab, int(c)))
+        else:
+            cur_c[i] += c
+    n_cur = int(cur.counts.sum())
+    unseen.sort(key=lambda t: -t[1])
+    unseen_n = sum(c for _, c in unseen)
+    sig["unseen_categories"] = [lab for lab, _ in unseen[:TOP_UNSEEN]]
+    sig["unseen_count"] = len(unseen)
+    sig["unseen_share"] = unseen_n / n_cur if n_cur else None
+    if cref.mixed_types:
+        sig["mixed_types_reference"] = cref.mixed_types
+    ref_c = cref.counts
+    if rest:
+        ref_c = ref_c - cur_c
+    if int(ref_c.sum()) == 0:
+        raise ValueError("the reference has no values in this column")
+    if n_cur == 0:
+        raise ValueError("the current data has no values in this column")
+    if unseen:
+        ref_c = np.concatenate((ref_c, np.zeros(len(unseen), np.int64)))
+        cur_c = np.concatenate((cur_c, np.asarray([c for _, c in unseen], np.int64)))
+    return (*_binned(test, ref_c, cur_c), n_cur)
+
+
+def _binned(test: str, ref_c: Ints, cur_c: Ints) -> tuple[float, float | None]:
+    if test == "chisquare":
+        s, p, _ = stats.chisquare(ref_c, cur_c)
+        return s, p
+    if test == "psi":
+        return stats.psi(ref_c, cur_c), None
+    if test == "jensenshannon":
+        return stats.jensenshannon(ref_c, cur_c), None
+    if test == "hellinger":
+        return stats.hellinger(ref_c, cur_c), None
+    raise ValueError(f"{test} does not apply here")
+
+
+# -- the decision ------------------------------------------------------------------------
+
+
+def _decide(entries: dict[str, ColumnDrift], correction: str) -> None:
+    pv = [e for e in entries.values() if e.error is None and e.threshold_on == "p_value"]
+    adj = stats.adjust_pvalues([e.p_value or 0.0 for e in pv], correction)
+    for e, a in zip(pv, adj.tolist(), strict=True):
+        e.p_value_adjusted = float(a)
+        assert e.threshold is not None
+        e.drifted = bool(a < e.threshold)
+    for e in entries.values():
+        if e.error is None and e.threshold_on == "statistic" and e.statistic is not None:
+            assert e.threshold is not None
+            e.drifted = bool(e.statistic > e.threshold)
+
+
+def _alerts(entries: dict[str, ColumnDrift], added: list[str], removed: list[str]) -> list[str]:
+    out: list[str] = [f"{c}: column added" for c in added]
+    out += [f"{c}: column removed" for c in removed]
+    for name, e in entries.items():
+        s = e.signals
+        if s.get("added") or s.get("removed"):
+            continue
+        if s.get("type_changed"):
+            out.append(f"{name}: type changed from {s['type_reference']} to {s['type_current']}")
+        ch = s.get("missing_share_change")
+        if ch is not None and abs(ch) > MISSING_ALERT:
+            out.append(
+                f"{name}: missing share {s['missing_share_reference']:.1%} -> "
+                f"{s['missing_share_current']:.1%}"
+            )
+        us = s.get("unseen_share")
+        if us is not None and us > UNSEEN_ALERT:
+            out.append(f"{name}: {us:.1%} of values are unseen in the reference")
+        oor = s.get("out_of_range_share")
+        if oor is not None and oor > OUT_OF_RANGE_ALERT:
+            out.append(f"{name}: {oor:.1%} of values are outside the reference's range")
+        if e.drifted:
+            out.append(f"{name}: drift ({e.test} {e.statistic:.4g})")
+    return out
+
+
+def _multivariate(
+    ref: Reference, current: object, kinds: tuple[str, ...], seed: int
+) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    model = ref.multivariate
+    if model is None:
+        return {
+            k: {"error": "the reference was fitted without the multivariate model"} for k in kinds
+        }
+    try:
+        x_cur = model.encode(current, seed)
+    except Exception as exc:
+        return {k: {"error": f"{type(exc).__name__}: {exc}"} for k in kinds}
+    for k in kinds:
+        try:
+            if k == "pca":
+                out[k] = model.pca_check(x_cur)
+            elif k == "classifier":
+                out[k] = model.classifier_check(x_cur, seed)
+            else:
+                out[k] = {"error": f"unknown multivariate check {k!r}; use 'pca' or 'classifier'"}
+        except Exception as exc:
+            out[k] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v

@@ -1,0 +1,304 @@
+"""The drift statistics, written with numpy and equal to scipy's on the same data.
+
+Numeric statistics take the two samples **sorted, finite, non-empty** (a fitted
+``Reference`` keeps its columns sorted, so a check sorts only the current batch);
+categorical ones take two aligned count vectors over the union of categories. Each
+function's docstring names the scipy function it equals (within 1e-9, checked by
+``tests/monitoring/test_stats.py`` with hypothesis over random data).
+
+- ``ks(a, b)``: ``scipy.stats.ks_2samp(a, b)`` (two-sided; ``method`` auto/exact/asymp
+  as scipy: exact when the larger sample has at most 10,000 values). The statistic
+  comes from one merge of the sorted samples (no search over both), the asymptotic
+  p-value from ``scipy.stats.kstwo``, the exact one from Hodges' lattice-path
+  recursion (scipy's compiled version of it when available).
+- ``wasserstein(a, b)``: ``scipy.stats.wasserstein_distance(a, b)``; the drift
+  statistic ``wasserstein_norm`` divides it by the reference's population standard
+  deviation (ddof=0, as Evidently), or by ``|reference value|`` (else 1) when the
+  reference is constant.
+- ``quantile_edges``/``bin_counts``: the reference-quantile bins of the binned
+  statistics: interior edges at the reference's deciles (numpy "linear" quantiles,
+  repeated edges merged), outer bins open, so every finite value has a bin; bin ``i``
+  is ``(e[i-1], e[i]]``.
+- ``psi(p, q)``: the textbook population stability index
+  ``sum((q - p) * ln(q / p))`` on the proportions, each proportion floored at
+  ``PSI_EPSILON`` = 1e-4 so an empty bin gives a large but finite term.
+- ``jensenshannon(p, q)``: ``scipy.spatial.distance.jensenshannon(p, q, base=2)``
+  (in [0, 1]).
+- ``hellinger(p, q)``: ``sqrt(sum((sqrt(p) - sqrt(q))**2) / 2)`` on the proportions
+  (in [0, 1]).
+- ``chisquare(r, c)``: ``scipy.stats.chi2_contingency([r, c])`` (Yates' correction
+  when there are two categories, as scipy's default); categories with no count on
+  either side are dropped first, so a category seen only in the current batch is one
+  more column of the table, never a division by zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+PSI_EPSILON = 1e-4
+PSI_BINS = 10
+KS_MAX_AUTO_N = 10_000
+
+
+# -- numeric -------------------------------------------------------------------
+
+
+def _merge_counts(a: Floats, b: Floats) -> tuple[Floats, Floats, Floats]:
+    """Merge sorted ``a`` and ``b``: the merged values and, at each position, how many
+    values of ``a`` and of ``b`` are at or before it."""
+    n, m = len(a), len(b)
+    # Where each value of b lands in the merge (after a's equal values: side="right").
+    pos = np.searchsorted(a, b, side="right") + np.arange(m)
+    from_b = np.zeros(n + m, dtype=bool)
+    from_b[pos] = True
+    merged = np.empty(n + m, dtype=np.float64)
+    merged[pos] = b
+    merged[~from_b] = a
+    cb = np.cumsum(from_b, dtype=np.int64)
+    ca = np.arange(1, n + m + 1, dtype=np.int64) - cb
+    return merged, ca.astype(np.float64), cb.astype(np.float64)
+
+
+def ks_statistic(a: Floats, b: Floats) -> float:
+    """The two-sided KS statistic of sorted ``a`` and ``b`` (``ks_2samp(a, b).statistic``)."""
+    merged, ca, cb = _merge_counts(a, b)
+    # The ECDFs step at the end of each run of equal values: evaluate there only,
+    # which is what scipy's searchsorted(..., side="right") on every value amounts to.
+    ends = np.empty(len(merged), dtype=bool)
+    np.not_equal(merged[:-1], merged[1:], out=ends[:-1])
+    ends[-1] = True
+    diff = ca[ends] / len(a) - cb[ends] / len(b)
+    return float(max(float(diff.max()), min(max(-float(diff.min()), 0.0), 1.0)))
+
+
+def ks(a: Floats, b: Floats, method: str = "auto") -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov test of sorted finite samples: (statistic, p-value),
+    as ``scipy.stats.ks_2samp(a, b, method=method)``.
+
+    Example::
+
+        ks(np.sort(x), np.sort(y))          # (0.12, 0.034)
+    """
+    if method not in ("auto", "exact", "asymp"):
+        raise ValueError(f"method must be auto, exact or asymp, not {method!r}")
+    n1, n2 = len(a), len(b)
+    if n1 == 0 or n2 == 0:
+        raise ValueError("both samples need at least one value")
+    d = ks_statistic(a, b)
+    g = math.gcd(n1, n2)
+    mode = method
+    if mode == "auto":
+        mode = "exact" if max(n1, n2) <= KS_MAX_AUTO_N else "asymp"
+    elif mode == "exact" and (n1 // g) >= np.iinfo(np.int32).max / (n2 // g):
+        mode = "asymp"
+    if mode == "exact":
+        ok, d, prob = _ks_exact(n1, n2, g, d)
+        if ok:
+            return d, float(min(max(prob, 0.0), 1.0))
+    return d, ks_pvalue_asymp(d, n1, n2)
+
+
+def ks_pvalue_asymp(d: float, n1: int, n2: int) -> float:
+    """The asymptotic two-sided KS p-value (``scipy.stats.kstwo`` at the effective size)."""
+    from scipy.stats import kstwo  # type: ignore[import-untyped]
+
+    m, n = sorted([float(n1), float(n2)], reverse=True)
+    en = m * n / (m + n)
+    prob = float(kstwo.sf(d, np.round(en)))
+    return float(min(max(prob, 0.0), 1.0))
+
+
+def _ks_exact(n1: int, n2: int, g: int, d: float) -> tuple[bool, float, float]:
+    lcm = (n1 // g) * n2
+    h = int(np.round(d * lcm))
+    d = h * 1.0 / lcm
+    if h == 0:
+        return True, d, 1.0
+    try:
+        with np.errstate(invalid="raise", over="raise"):
+            prob = _prob_outside_square(n1, h) if n1 == n2 else _outer_prob_inside(n1, n2, g, h)
+    except (FloatingPointError, OverflowError):
+        return False, d, math.nan
+    if not 0 <= prob <= 1:
+        return False, d, prob
+    return True, d, prob
+
+
+def _prob_outside_square(n: int, h: int) -> float:
+    # Pr(D_{n,n} >= h/n), Horner-like to avoid cancellation (as scipy).
+    p = 0.0
+    k = int(np.floor(n / h))
+    while k >= 0:
+        p1 = 1.0
+        for j in range(h):
+            p1 = (n - k * h - j) * p1 / (n + k * h + j + 1)
+        p = p1 * (1.0 - p)
+        k -= 1
+    return 2 * p
+
+
+def _outer_prob_inside(m: int, n: int, g: int, h: int) -> float:
+    """1 - Pr(paths stay strictly inside |x/m - y/n| < h/lcm): Hodges' inside method,
+    written for 1 - p directly (Viehmann 2021), as scipy's compiled helper."""
+    try:
+        from scipy.stats._stats_pythran import (  # type: ignore[import-untyped]
+            _compute_outer_prob_inside_method,
+        )
+
+        return float(_compute_outer_prob_inside_method(m, n, g, h))
+    except ImportError:  # pragma: no cover - a scipy without its compiled helper
+        pass
+    if m < n:
+        m, n = n, m
+    mg, ng = m // g, n // g
+    minj, maxj = 0, min(math.ceil(h / mg), n + 1)
+    curlen = maxj - minj
+    a = np.ones(min(2 * maxj + 2, n + 1))
+    a[minj:maxj] = 0.0
+    for i in range(1, m + 1):
+        lastminj, lastlen = minj, curlen
+        minj = min(max(math.floor((ng * i - h) / mg) + 1, 0), n)
+        maxj = min(math.ceil((ng * i + h) / mg), n + 1)
+        if maxj <= minj:
+            return 1.0
+        val = 0.0 if minj == 0 else 1.0
+        for jj in range(maxj - minj):
+            j = jj + minj
+            val = (a[jj + minj - lastminj] * i + val * j) / (i + j)
+            a[jj] = val
+        curlen = maxj - minj
+        if lastlen > curlen:
+            a[maxj - minj : maxj - minj + (lastlen - curlen)] = 1
+    return float(a[maxj - minj - 1])
+
+
+def wasserstein(a: Floats, b: Floats) -> float:
+    """The 1-Wasserstein distance of sorted finite samples, as
+    ``scipy.stats.wasserstein_distance(a, b)``."""
+    merged, ca, cb = _merge_counts(a, b)
+    deltas = np.diff(merged)
+    # Within a run of equal values the delta is 0, so counts at every position (not
+    # only at run ends, as scipy's searchsorted gives) yield the same integral.
+    gap = np.abs(ca[:-1] / len(a) - cb[:-1] / len(b))
+    return float(np.dot(gap, deltas))
+
+
+def wasserstein_norm(a: Floats, b: Floats, ref_std: float | None = None) -> float:
+    """Wasserstein distance over the reference's (``a``'s) standard deviation."""
+    std = float(np.std(a)) if ref_std is None else ref_std
+    return wasserstein(a, b) / _norm(std, a)
+
+
+def _norm(std: float, a: Floats) -> float:
+    if std > 0 and math.isfinite(std):
+        return std
+    v = abs(float(a[0])) if len(a) else 0.0
+    return v if v > 0 and math.isfinite(v) else 1.0
+
+
+def quantile_edges(sorted_ref: Floats, bins: int = PSI_BINS) -> Floats:
+    """Interior bin edges at the reference's quantiles (repeated edges merged)."""
+    if len(sorted_ref) == 0:
+        return np.empty(0)
+    qs = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    return np.unique(np.quantile(sorted_ref, qs))
+
+
+def bin_counts(sorted_values: Floats, edges: Floats) -> Ints:
+    """Counts of sorted values in the bins ``(-inf, e0], (e0, e1], ..., (e_last, inf)``."""
+    cuts = np.searchsorted(sorted_values, edges, side="right")
+    return np.diff(np.concatenate(([0], cuts, [len(sorted_values)]))).astype(np.int64)
+
+
+def _props(counts: npt.ArrayLike) -> Floats:
+    c = np.asarray(counts, dtype=np.float64)
+    total = c.sum()
+    if total <= 0:
+        raise ValueError("a distribution needs at least one count")
+    out: Floats = c / total
+    return out
+
+
+def psi(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike, eps: float = PSI_EPSILON) -> float:
+    """Population stability index of two count vectors over the same bins."""
+    p = np.maximum(_props(ref_counts), eps)
+    q = np.maximum(_props(cur_counts), eps)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def jensenshannon(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> float:
+    """Jensen-Shannon distance, base 2, as ``scipy.spatial.distance.jensenshannon``."""
+    p = _props(ref_counts)
+    q = _props(cur_counts)
+    m = (p + q) / 2.0
+    js = float(np.sum(_rel_entr(p, m)) + np.sum(_rel_entr(q, m))) / math.log(2.0)
+    return math.sqrt(max(js, 0.0) / 2.0)
+
+
+def _rel_entr(x: Floats, y: Floats) -> Floats:
+    out = np.zeros_like(x)
+    pos = x > 0
+    out[pos] = x[pos] * np.log(x[pos] / y[pos])
+    return out
+
+
+def hellinger(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> float:
+    """Hellinger distance of two count vectors (in [0, 1])."""
+    p = _props(ref_counts)
+    q = _props(cur_counts)
+    return float(math.sqrt(np.sum((np.sqrt(p) - np.sqrt(q)) ** 2) / 2.0))
+
+
+# -- categorical -----------------------------------------------------------------
+
+
+def chisquare(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> tuple[float, float, int]:
+    """Chi-square test of homogeneity on the 2 x k table: (statistic, p-value, dof), as
+    ``scipy.stats.chi2_contingency([ref_counts, cur_counts])`` after dropping the
+    categories empty on both sides."""
+    obs = np.vstack([np.asarray(ref_counts, np.float64), np.asarray(cur_counts, np.float64)])
+    obs = obs[:, obs.sum(axis=0) > 0]
+    rows = obs.sum(axis=1)
+    if obs.shape[1] == 0 or np.any(rows == 0):
+        raise ValueError("both sides need at least one count")
+    k = obs.shape[1]
+    dof = k - 1
+    if dof == 0:
+        return 0.0, 1.0, 0
+    expected = np.outer(rows, obs.sum(axis=0)) / obs.sum()
+    if dof == 1:
+        diff = expected - obs
+        obs = obs + np.minimum(0.5, np.abs(diff)) * np.sign(diff)
+    stat = float(np.sum((obs - expected) ** 2 / expected))
+    from scipy.stats import chi2
+
+    return stat, float(chi2.sf(stat, dof)), dof
+
+
+# -- multiple testing ----------------------------------------------------------------
+
+
+def adjust_pvalues(p: npt.ArrayLike, method: str = "bh") -> Floats:
+    """P-values adjusted for testing many columns: ``"bh"`` (Benjamini-Hochberg, as
+    ``scipy.stats.false_discovery_control``), ``"bonferroni"`` or ``"none"``."""
+    pv = np.asarray(p, dtype=np.float64)
+    if method == "none" or pv.size == 0:
+        return pv.copy()
+    if method == "bonferroni":
+        out: Floats = np.minimum(pv * pv.size, 1.0)
+        return out
+    if method != "bh":
+        raise ValueError(f"correction must be 'bh', 'bonferroni' or 'none', not {method!r}")
+    order = np.argsort(pv)
+    ranked = pv[order] * pv.size / np.arange(1, pv.size + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    res = np.empty_like(pv)
+    res[order] = np.minimum(ranked, 1.0)
+    return res
