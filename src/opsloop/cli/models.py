@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from opsloop.registry.service import RegistryService
+if TYPE_CHECKING:
+    from opsloop.registry.service import RegistryService
+
 
 app = typer.Typer(help="Registered models, versions and aliases.", no_args_is_help=True)
 console = Console()
 
 
 def _registry() -> RegistryService:
+    from opsloop.registry.service import RegistryService
     from opsloop.store import default_store
 
     return RegistryService(default_store())
