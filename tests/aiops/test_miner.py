@@ -110,7 +110,7 @@ def test_memory_stays_bounded() -> None:
     for i in range(5000):
         miner.add(f"job j{i % 997}x finished in {i} ms on host h{i % 13}")
         miner.add(f"request {i} from user u{i}q took {i % 100} ms")
-    assert len(miner._cache) <= 64
+    assert len(miner._cache) <= 64 and len(miner._keys) <= 64
     assert len(miner) <= 4
 
 
