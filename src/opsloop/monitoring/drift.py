@@ -363,7 +363,10 @@ def check_column(
         return entry
     try:
         _fill(entry, cref, cur, tests, threshold)
-    except Exception as exc:
+    except ValueError as exc:  # the data cannot be tested: the message says why
+        entry.error = str(exc)
+        entry.drifted = None
+    except Exception as exc:  # one bad column must not sink the report
         entry.error = f"{type(exc).__name__}: {exc}"
         entry.drifted = None
     return entry

@@ -72,8 +72,7 @@ class MultivariateModel:
                 }
                 feats.append(Feature(c.name, CATEGORICAL, shares=shares))
         model = cls(feats, np.zeros((0, len(feats))), np.zeros(0), np.zeros((0, 0)), np.zeros(0))
-        # Rounded as stored (float32), so a reloaded reference gives the same results.
-        model.sample = model.encode(data, seed, sample_size).astype(np.float32).astype(np.float64)
+        model.sample = model.encode(data, seed, sample_size)
         model._fit_pca(seed)
         return model
 
@@ -103,7 +102,11 @@ class MultivariateModel:
                 shares = f.shares or {}
                 labels = cols.take_labels(data, f.name, idx)
                 x[:, j] = [shares.get(lab, 0.0) if lab is not None else 0.0 for lab in labels]
-        return x
+        # Rounded to float32 as the stored sample is: the same precision on both sides
+        # (else the classifier tells them apart by their last digits), and a reloaded
+        # reference gives the same results.
+        out: Floats = x.astype(np.float32).astype(np.float64)
+        return out
 
     def _fit_pca(self, seed: int) -> None:
         x = self.sample

@@ -154,7 +154,11 @@ def _outer_prob_inside(m: int, n: int, g: int, h: int) -> float:
 
         return float(_compute_outer_prob_inside_method(m, n, g, h))
     except ImportError:  # pragma: no cover - a scipy without its compiled helper
-        pass
+        return _outer_prob_inside_py(m, n, g, h)
+
+
+def _outer_prob_inside_py(m: int, n: int, g: int, h: int) -> float:
+    """The same recursion in Python (slow: for a scipy without the compiled helper)."""
     if m < n:
         m, n = n, m
     mg, ng = m // g, n // g
@@ -208,7 +212,9 @@ def quantile_edges(sorted_ref: Floats, bins: int = PSI_BINS) -> Floats:
     if len(sorted_ref) == 0:
         return np.empty(0)
     qs = np.linspace(0.0, 1.0, bins + 1)[1:-1]
-    return np.unique(np.quantile(sorted_ref, qs))
+    with np.errstate(over="ignore", invalid="ignore"):  # values near +-1.8e308
+        edges = np.quantile(sorted_ref, qs)
+    return np.unique(edges[~np.isnan(edges)])
 
 
 def bin_counts(sorted_values: Floats, edges: Floats) -> Ints:

@@ -1,0 +1,137 @@
+"""Every statistic equals scipy's (or the textbook formula's) within 1e-9, over random data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import stats as sps
+from scipy.spatial.distance import jensenshannon
+
+from opsloop.monitoring import stats
+
+TOL = 1e-9
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def close(a: float, b: float) -> bool:
+    if math.isnan(b):  # scipy's asymptotic p-value of two one-value samples
+        return math.isnan(a)
+    return abs(a - b) <= TOL * max(1.0, abs(b))
+
+
+# Values with many ties (rounded), wide ranges and tiny ones.
+values = st.one_of(
+    st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+    st.integers(-5, 5).map(float),
+    st.floats(-1, 1, allow_nan=False).map(lambda v: round(v, 2)),
+)
+samples = st.lists(values, min_size=1, max_size=80)
+
+
+def _sorted(xs: list[float]) -> np.ndarray:
+    return np.sort(np.asarray(xs, dtype=np.float64))
+
+
+@SETTINGS
+@given(samples, samples, st.sampled_from(["auto", "exact", "asymp"]))
+def test_ks_equals_scipy(a: list[float], b: list[float], method: str) -> None:
+    d, p = stats.ks(_sorted(a), _sorted(b), method=method)
+    ref = sps.ks_2samp(a, b, method=method)
+    assert close(d, float(ref.statistic))
+    assert close(p, float(ref.pvalue))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(10_001, 30_000), st.integers(50, 20_000), st.integers(0, 2**32 - 1))
+def test_ks_large_samples_asymptotic(n1: int, n2: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = np.round(rng.normal(size=n1), 2)
+    b = np.round(rng.normal(0.02, size=n2), 2)
+    d, p = stats.ks(np.sort(a), np.sort(b))
+    ref = sps.ks_2samp(a, b)
+    assert close(d, float(ref.statistic)) and close(p, float(ref.pvalue))
+
+
+@SETTINGS
+@given(samples, samples)
+def test_wasserstein_equals_scipy(a: list[float], b: list[float]) -> None:
+    w = stats.wasserstein(_sorted(a), _sorted(b))
+    assert close(w, float(sps.wasserstein_distance(a, b)))
+    std = float(np.std(a))
+    if std > 0:
+        expected = float(sps.wasserstein_distance(a, b)) / std
+        assert close(stats.wasserstein_norm(_sorted(a), _sorted(b)), expected)
+
+
+def _psi(p: np.ndarray, q: np.ndarray, eps: float) -> float:
+    total = 0.0
+    for x, y in zip(p / p.sum(), q / q.sum(), strict=True):
+        x, y = max(x, eps), max(y, eps)
+        total += (y - x) * math.log(y / x)
+    return total
+
+
+def _hellinger(p: np.ndarray, q: np.ndarray) -> float:
+    p, q = p / p.sum(), q / q.sum()
+    return math.sqrt(sum((math.sqrt(x) - math.sqrt(y)) ** 2 for x, y in zip(p, q, strict=True)) / 2)
+
+
+@SETTINGS
+@given(samples, samples)
+def test_binned_numeric_equal_scipy_and_textbook(a: list[float], b: list[float]) -> None:
+    ra, rb = _sorted(a), _sorted(b)
+    edges = stats.quantile_edges(ra)
+    p, q = stats.bin_counts(ra, edges), stats.bin_counts(rb, edges)
+    assert p.sum() == len(a) and q.sum() == len(b)
+    # The bins are the reference's deciles, computed as numpy does.
+    assert np.array_equal(edges, np.unique(np.quantile(a, np.linspace(0, 1, 11)[1:-1])))
+    assert close(stats.jensenshannon(p, q), float(jensenshannon(p, q, base=2)))
+    assert close(stats.psi(p, q), _psi(p.astype(float), q.astype(float), stats.PSI_EPSILON))
+    assert close(stats.hellinger(p, q), _hellinger(p.astype(float), q.astype(float)))
+
+
+counts = st.lists(st.integers(0, 500), min_size=1, max_size=30)
+
+
+@SETTINGS
+@given(counts, counts, st.integers(0, 5))
+def test_categorical_equal_scipy(r: list[int], c: list[int], unseen: int) -> None:
+    # Union of categories: the current may have categories the reference lacks.
+    k = max(len(r), len(c))
+    ra = np.array(r + [0] * (k - len(r)) + [0] * unseen)
+    ca = np.array(c + [0] * (k - len(c)) + [7] * unseen)
+    if ra.sum() == 0 or ca.sum() == 0:
+        with pytest.raises(ValueError):
+            stats.chisquare(ra, ca)
+        return
+    stat, p, dof = stats.chisquare(ra, ca)
+    table = np.vstack([ra, ca])
+    table = table[:, table.sum(axis=0) > 0]
+    ref = sps.chi2_contingency(table)
+    assert close(stat, float(ref.statistic)) and close(p, float(ref.pvalue))
+    assert dof == ref.dof
+    assert math.isfinite(stat)
+    assert close(stats.jensenshannon(ra, ca), float(jensenshannon(ra, ca, base=2)))
+    assert close(stats.psi(ra, ca), _psi(ra.astype(float), ca.astype(float), stats.PSI_EPSILON))
+    assert close(stats.hellinger(ra, ca), _hellinger(ra.astype(float), ca.astype(float)))
+
+
+@SETTINGS
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=50))
+def test_benjamini_hochberg_equals_scipy(p: list[float]) -> None:
+    got = stats.adjust_pvalues(p, "bh")
+    assert np.allclose(got, sps.false_discovery_control(p), rtol=0, atol=TOL)
+    assert np.allclose(stats.adjust_pvalues(p, "bonferroni"), np.minimum(np.array(p) * len(p), 1))
+
+
+def test_exact_ks_fallback_recursion_equals_scipy() -> None:
+    # The pure-Python inside method (used when scipy's compiled helper is missing).
+    from scipy.stats._stats_pythran import _compute_outer_prob_inside_method as compiled
+
+    for m, n, h in [(7, 5, 12), (30, 20, 25), (100, 37, 900), (12, 8, 4)]:
+        g = math.gcd(m, n)
+        assert close(stats._outer_prob_inside_py(m, n, g, h), float(compiled(m, n, g, h)))
