@@ -76,3 +76,20 @@ def test_sklearn_models_are_called_directly(tmp_path: Path) -> None:
     flavors.save_model(clf, tmp_path / "m", input_example=np.array([[0.5]]))
     model = load(tmp_path / "m")
     assert model.predict == model.pyfunc.unwrap().predict
+
+
+def test_warm_up_predicts_the_example_and_survives_a_bad_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from opsloop.serving.app import warm_up
+
+    def predict(df: pd.DataFrame) -> np.ndarray:  # type: ignore[type-arg]
+        return df["x"].to_numpy()
+
+    flavors.save_model(predict, tmp_path / "m", input_example=pd.DataFrame({"x": [1.0, 2.0]}))
+    model = load(tmp_path / "m")
+    warm_up(model)
+    assert "warming up" not in caplog.text
+    (tmp_path / "m" / "serving_input_example.json").write_text('{"inputs": {"y": [1]}}')
+    warm_up(model)
+    assert "warming up m on its serving example failed" in caplog.text
