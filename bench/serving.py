@@ -305,6 +305,10 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     batches = _batch_summary(metrics)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"\nload average at the end (1, 5, 15 min; the machine has {os.cpu_count()} cores): {load}"
+    )
     print()
     print(
         f"{'server':8} {'endpoint':12} {'conns':>5} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}"
