@@ -78,14 +78,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", required=True, help="folder of Loghub-2k system folders")
     ap.add_argument("--similarity", type=float, default=MinerConfig().similarity)
-    ap.add_argument("--header-similarity", type=float, default=MinerConfig().header_similarity)
+    ap.add_argument("--header-share", type=float, default=MinerConfig().header_share)
     ap.add_argument("--variable-after", type=int, default=MinerConfig().variable_after)
     ap.add_argument("--show-errors", type=int, default=0, metavar="N")
     ap.add_argument("--systems", default="", help="comma-separated subset")
     args = ap.parse_args()
     config = MinerConfig(
         similarity=args.similarity,
-        header_similarity=args.header_similarity,
+        header_share=args.header_share,
         variable_after=args.variable_after,
     )
     folders = sorted(p for p in Path(args.data).iterdir() if p.is_dir())

@@ -2,26 +2,41 @@
 
 One line at a time:
 
-1. **Mask** the line (one compiled regex, see ``tokens``): words with digits, paths,
-   month and weekday names become ``<*>``.
-2. **Exact lookup**: the masked line is the key of a dict to the template it was last
-   filed under. Most lines of a real log stop here: their variables are numbers, ids and
-   addresses, so their masked line has been seen before. This is one ``re.sub`` and one
-   dict lookup per line.
-3. **Similarity**: a masked line not seen before is tokenised and compared with the
-   templates of the same token count: the share of a template's constant tokens that
-   the line repeats at the same place. The best template at or above
-   ``MinerConfig.similarity`` takes the line, and the tokens where they differ become
-   ``<*>`` (a variable without digits: a user name, a host name, a thread name, a log
-   level, a component in a header). Otherwise the line starts a template.
+1. **Key**: the line's UTF-8 bytes with every digit turned to ``0`` and runs of zeros
+   shortened (``bytes.translate`` and three ``bytes.replace``: C loops, no regex). The
+   key fixes what masking will make of the line, so a line whose numbers changed (the
+   common case: times, ids, sizes, addresses) finds its template with one dict lookup.
+2. **Mask** a key not seen before (one compiled regex, see ``tokens``): words with
+   digits (and their unit), paths, month and weekday names become ``<*>``; a second
+   dict maps the masked line to its template.
+3. **Place** a masked line not seen before: tokenise it and compare it with the
+   templates of the same token count. Similarity is the share of a template's constant
+   tokens the line repeats at the same place, each token weighted by its inverse
+   frequency over all templates (a token most templates hold, such as a header's
+   level or host, says little about the event). Below ``similarity`` the line starts
+   a template. Otherwise, where the two differ:
+
+   * only where one side already holds a parameter (``rhost=<*>`` against
+     ``rhost=example.org``), in a bracketed field (``[main]`` against
+     ``[IPC Server handler <*> on <*>]``), or in tokens that at least
+     ``header_share`` of all templates hold at that same place (a level, a thread, a
+     component: header fields, learned rather than parsed): the template takes the
+     line and those places become ``<*>``;
+   * in other words (``startup``/``shutdown``, ``root``/``alice``): the line gets a
+     template of its own until every such place has shown ``variable_after`` different
+     words among the templates that agree everywhere else. Then they fuse into one,
+     the oldest id surviving (``resolve`` maps the others). A user name is a variable;
+     two or three words in one place are usually different events.
+
+A template that becomes more general also takes in every template it now covers, so
+each line has one template no matter the order in which variants appeared.
 
 Headers need no format: their timestamps, PIDs and host ids are masked, and what
-varies in them without digits (levels, thread and component names) is generalised like
-any other variable.
+varies in them without digits is learned to vary.
 
-Memory is bounded: one ``Template`` (its tokens and a count) per template, and a cache of
-masked lines capped at ``MinerConfig.cache_size`` (dropped when full; it refills from
-the templates).
+Memory is bounded: one ``Template`` (its tokens and a count) per template, token
+frequencies over templates, and two caches capped at ``MinerConfig.cache_size`` entries
+each (dropped when full; they refill from the templates).
 """
 
 from __future__ import annotations
@@ -30,35 +45,53 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from math import log
-from typing import Any
+from typing import Any, TypeVar
 
 from opsloop.aiops.logs.tokens import MASK, WILDCARD, raw_tokens, tokens
 
 _mask_sub = MASK.sub
+_K = TypeVar("_K")
 _ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
 
 
 @dataclass(frozen=True, slots=True)
 class MinerConfig:
-    """The miner's one configuration, shared by every log source.
+    """The miner's one configuration, shared by every log source (see the module's
+    docstring for how each is used).
 
-    ``similarity``: the share of a template's constant tokens a new line must repeat
-    (same place, same token count) to join it. ``cache_size``: masked lines remembered
-    for the exact lookup.
+    ``similarity``: the weighted share of a template's constant tokens a new line must
+    repeat (same place, same token count) to join it. ``header_share``: the share of
+    templates that must hold a token at the same place for it to count as a header
+    field. ``variable_after``: how many different words a place must show before it is
+    a parameter. ``cache_size``: entries in each of the two line caches.
     """
 
     similarity: float = 0.5
-    header_similarity: float = 0.9
+    header_share: float = 0.05
     variable_after: int = 4
     cache_size: int = 1 << 17
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "similarity": self.similarity,
-            "header_similarity": self.header_similarity,
+            "header_share": self.header_share,
             "variable_after": self.variable_after,
             "cache_size": self.cache_size,
         }
+
+
+def _decrement(counts: dict[_K, int], key: _K) -> None:
+    n = counts[key] - 1
+    if n > 0:
+        counts[key] = n
+    else:
+        del counts[key]
+
+
+def _within(tokens: list[str], general: list[str]) -> bool:
+    """Whether a template with these tokens is covered by ``general`` (equal wherever
+    ``general`` is not ``<*>``)."""
+    return all(g in (t, WILDCARD) for g, t in zip(general, tokens, strict=True))
 
 
 class Template:
@@ -118,10 +151,9 @@ class TemplateMiner:
         self._next_id = 1
         self._param_res: dict[str, re.Pattern[str]] = {}
         self._df: dict[str, int] = {}  # constant token -> templates holding it
+        self._pdf: dict[tuple[int, str], int] = {}  # (place, token) -> templates holding it
         self._exact: dict[tuple[str, ...], Template] = {}
         self._alias: dict[int, int] = {}  # merged template id -> the id it went into
-        # generalised tokens -> (values seen where they differ, templates kept apart)
-        self._families: dict[tuple[str, ...], tuple[set[tuple[str, ...]], list[Template]]] = {}
 
     # -- mining -----------------------------------------------------------------
 
@@ -201,47 +233,62 @@ class TemplateMiner:
         best, sim = self._best(toks)
         if best is None or sim < cfg.similarity:
             return self._new(toks)
-        if best.tokens == toks:
+        bt = best.tokens
+        if bt == toks:
             return best
-        if sim >= cfg.header_similarity or any(
-            a != b and (WILDCARD in a or WILDCARD in b)
-            for a, b in zip(best.tokens, toks, strict=True)
-        ):
-            # What differs weighs next to nothing (tokens most templates hold: a level,
-            # a component in a header), or differs where one side already holds a
-            # parameter (``()`` against ``(<*>)``): the same event.
-            self._generalise(best, toks)
-            return best
-        # Informative tokens differ. A variable (a user, a file) shows many values in
-        # one place; a few values are different events (``startup``/``shutdown``). Keep
-        # them apart until the place has shown ``variable_after`` values.
-        general = tuple(a if a == b else WILDCARD for a, b in zip(best.tokens, toks, strict=True))
-        known = self._exact.get(general)
-        if known is not None:
-            return known
-        diff = [i for i, a in enumerate(general) if a == WILDCARD and best.tokens[i] != WILDCARD]
-        fam = self._families.get(general)
-        if fam is None:
-            fam = self._families[general] = ({tuple(best.tokens[i] for i in diff)}, [best])
-        values, members = fam
-        values.add(tuple(toks[i] for i in diff))
-        if len(values) < cfg.variable_after:
-            # A family counts once in the token frequencies: a member adds only the
-            # tokens where it differs.
-            t = self._new(toks, counted={toks[i] for i in diff})
-            members.append(t)
-            return t
-        del self._families[general]
-        return self._fuse([m for m in members if m.id in self._templates], list(general))
+        general = [a if a == b else WILDCARD for a, b in zip(bt, toks, strict=True)]
+        words = [
+            i
+            for i, (a, b) in enumerate(zip(bt, toks, strict=True))
+            if a != b and not self._fits(a, b)
+        ]
+        pdf = self._pdf
+        common = max(2.0, cfg.header_share * len(self._templates))
+        # Words that many templates hold in the same place (a level, a thread, a
+        # component in a header) vary like parameters: they do not make another event.
+        words = [i for i in words if max(pdf.get((i, bt[i]), 0), pdf.get((i, toks[i]), 0)) < common]
+        if not words:
+            # What differs is header-like, or differs only where one side already
+            # holds a parameter (``()`` against ``(<*>)``): the same event.
+            return self._fuse(general)
+        # Informative words differ. A variable (a user, a file) shows many values in
+        # one place; a few values are different events (``startup``/``shutdown``).
+        # Keep them apart until each such place has shown ``variable_after`` values
+        # among the templates that agree everywhere else.
+        sibs = [s.tokens for s in self._by_len[len(toks)] if _within(s.tokens, general)]
+        for i in words:
+            values = {s[i] for s in sibs}
+            values.add(toks[i])
+            if WILDCARD not in values and len(values) < cfg.variable_after:
+                # Counted once in the token frequencies, with its siblings: it adds
+                # only the words where it differs.
+                return self._new(toks, counted={toks[j] for j in words})
+        return self._fuse(general)
 
-    def _fuse(self, members: list[Template], general: list[str]) -> Template:
-        """Merge templates into the first, which takes the tokens ``general``."""
-        canon = members[0]
+    def _fits(self, a: str, b: str) -> bool:
+        """Whether one token is the other with values for its ``<*>`` (``rhost=<*>`` and
+        ``rhost=example.org``; ``(<*>)`` and ``()``)."""
+        if a[:1] == b[:1] == "[" and a[-1:] == b[-1:] == "]":
+            # A bracketed field (``[main]``, ``[IPC Server handler <*> on <*>]``): by
+            # convention a thread or component, not the event.
+            return True
+        if WILDCARD in a:
+            return self._param_re(a).fullmatch(b) is not None
+        if WILDCARD in b:
+            return self._param_re(b).fullmatch(a) is not None
+        return False
+
+    def _fuse(self, general: list[str]) -> Template:
+        """Make the oldest template that ``general`` covers that general, and merge
+        every other template it covers into it."""
+        covered = sorted(
+            (t for t in self._by_len[len(general)] if _within(t.tokens, general)),
+            key=lambda t: t.id,
+        )
+        canon = covered[0]
         self._generalise(canon, general)
         gone = set()
-        for m in members[1:]:
-            if m is canon:
-                continue
+        for m in covered[1:]:
             gone.add(m.id)
             canon.count += m.count
             self._drop(m)
@@ -317,11 +364,7 @@ class TemplateMiner:
     def _uncount(self, toks: set[str]) -> None:
         df = self._df
         for tok in toks:
-            n = df[tok] - 1
-            if n > 0:
-                df[tok] = n
-            else:
-                del df[tok]
+            _decrement(df, tok)
 
     def _new(self, toks: list[str], count: int = 0, counted: set[str] | None = None) -> Template:
         t = Template(self._next_id, toks, count)
@@ -333,6 +376,10 @@ class TemplateMiner:
         df = self._df
         for tok in t._counted:
             df[tok] = df.get(tok, 0) + 1
+        pdf = self._pdf
+        for i, a in enumerate(toks):
+            if a != WILDCARD:
+                pdf[i, a] = pdf.get((i, a), 0) + 1
         return t
 
     # -- parameters -------------------------------------------------------------
@@ -404,7 +451,15 @@ class TemplateMiner:
             "next_id": self._next_id,
             "aliases": {str(k): v for k, v in self._alias.items()},
             "templates": [
-                {"id": t.id, "template": t.template, "tokens": t.tokens, "count": t.count}
+                {
+                    "id": t.id,
+                    "template": t.template,
+                    "tokens": t.tokens,
+                    "count": t.count,
+                    # what it counts in the token frequencies (less than its tokens for
+                    # a template kept apart from its siblings)
+                    "counted": sorted(t._counted),
+                }
                 for t in self.templates
             ],
         }
@@ -423,19 +478,19 @@ class TemplateMiner:
             d = MinerConfig()
             config = MinerConfig(
                 similarity=float(cfg.get("similarity", d.similarity)),
-                header_similarity=float(cfg.get("header_similarity", d.header_similarity)),
+                header_share=float(cfg.get("header_share", d.header_share)),
                 variable_after=int(cfg.get("variable_after", d.variable_after)),
                 cache_size=int(cfg.get("cache_size", d.cache_size)),
             )
         m = cls(config)
         for row in data["templates"]:
-            t = Template(int(row["id"]), [str(x) for x in row["tokens"]], int(row["count"]))
-            m._templates[t.id] = t
-            m._by_len.setdefault(len(t.tokens), []).append(t)
-            m._exact.setdefault(tuple(t.tokens), t)
-            t._counted = set(t.tokens) - {WILDCARD}
-            for tok in t._counted:
-                m._df[tok] = m._df.get(tok, 0) + 1
+            counted = row.get("counted")
+            m._next_id = int(row["id"])
+            m._new(
+                [str(x) for x in row["tokens"]],
+                int(row["count"]),
+                None if counted is None else {str(x) for x in counted},
+            )
         m._alias = {int(k): int(v) for k, v in (data.get("aliases") or {}).items()}
         m._next_id = max(int(data.get("next_id", 1)), max(m._templates, default=0) + 1)
         return m

@@ -1,8 +1,9 @@
 """Masking and tokenising: the one rule set every log source shares.
 
 A line is masked before it is split: every *word* (a run of characters between
-whitespace and the punctuation in ``_DELIMS``) that holds a digit, every absolute path,
-and every month or weekday name becomes ``<*>``. That covers numbers, hex, IPs and
+whitespace and the punctuation in ``_DELIMS``) that holds a digit (with the unit after
+it, if any: ``4.0 KB``, ``20 ms``), every absolute path, and every month or weekday
+name becomes ``<*>``. That covers numbers, hex, IPs and
 ports, UUIDs, dates, times, PIDs in ``sshd[42]:`` and ids such as ``blk_-42`` or
 ``node-17``, whether they sit in a header or in the message, without knowing the source.
 Punctuation around a word survives (``uid=<*>``, ``[<*>]``), so the shape stays in the
@@ -26,12 +27,14 @@ WILDCARD = "<*>"
 
 # Punctuation that ends a word: a word is masked on its own, keeping what surrounds it.
 _DELIMS = r"\s\[\](){},;=\"'<>|"
+_UNITS = "[KMGTP]i?B|B|[mun]?s|sec|secs|min|mins"
 _MONTHS_DAYS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec|Mon|Tue|Wed|Thu|Fri|Sat|Sun"
 
 MASK = re.compile(
     # Start only at a word's start: a failed attempt costs one character, not a rescan.
     rf"(?<![^{_DELIMS}])"
-    rf"(?:[^{_DELIMS}\d]*\d[^{_DELIMS}]*"  # a word with a digit in it
+    rf"(?:[^{_DELIMS}\d]*\d[^{_DELIMS}]*"  # a word with a digit in it,
+    rf"(?:[ \t]+(?:{_UNITS})(?![^{_DELIMS}]))?"  # and the unit after it (4.0 KB, 20 ms)
     rf"|/[^{_DELIMS}]*/[^{_DELIMS}]*"  # an absolute path of two or more parts
     rf"|(?:{_MONTHS_DAYS})(?![^{_DELIMS}]))"  # a month or weekday name
 )
