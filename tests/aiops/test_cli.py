@@ -88,3 +88,38 @@ def test_missing_file_is_an_error_with_a_message(tmp_path: Path) -> None:
     )
     assert p.returncode == 2
     assert "cannot read" in p.stderr
+
+
+def test_stdin_is_streamed_line_by_line() -> None:
+    # Each template is printed before the next line is written: nothing waits for EOF.
+    p = subprocess.Popen(
+        [sys.executable, "-m", "opsloop", "logs", "parse", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert p.stdin is not None and p.stdout is not None
+    try:
+        for i in range(3):
+            p.stdin.write(f"Connection from 10.0.0.{i} closed\n".encode())
+            p.stdin.flush()
+            assert p.stdout.readline() == b"Connection from <*> closed\n"
+        p.stdin.close()
+        assert p.wait(timeout=60) == 0
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_a_closed_reader_stops_quietly(tmp_path: Path) -> None:
+    lines, _ = synthetic_log(20000)
+    f = tmp_path / "big.log"
+    f.write_text("\n".join(lines) + "\n")
+    p = subprocess.run(
+        f"{sys.executable} -m opsloop logs parse {f} | head -3",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert len(p.stdout.splitlines()) == 3
+    assert "Traceback" not in p.stderr

@@ -6,22 +6,22 @@ inside the command so that ``opsloop --help`` stays quick.
 
 from __future__ import annotations
 
+import os
 import sys
-import time
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 app = typer.Typer(help="Logs: mine templates from raw log lines.", no_args_is_help=True)
 
 # Longest line read whole; the rest of a longer line is skipped (constant memory).
 MAX_LINE_BYTES = 1 << 20
-FLUSH_SECONDS = 0.2
+READ_BYTES = 1 << 16
 
 
 class Format(StrEnum):
@@ -30,21 +30,33 @@ class Format(StrEnum):
     summary = "summary"
 
 
-def _lines(fh: IO[bytes]) -> Iterator[tuple[bytes, int]]:
-    """Raw lines with how many bytes were skipped from each (beyond MAX_LINE_BYTES)."""
-    readline = fh.readline
+def _lines(fd: int, before_read: Callable[[], None]) -> Iterator[tuple[bytes, int]]:
+    """Lines of a file descriptor (without their ``\\n``), each with how many of its
+    bytes were skipped beyond ``MAX_LINE_BYTES`` (memory stays constant).
+
+    ``before_read`` runs before every read that may wait for input (the output is
+    flushed there, so ``tail -f app.log | opsloop logs parse -`` prints as lines come
+    and a file is still written in large blocks)."""
+    partial = b""
+    skipped = 0
     while True:
-        raw = readline(MAX_LINE_BYTES)
-        if not raw:
-            return
-        skipped = 0
-        if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            while True:
-                rest = readline(MAX_LINE_BYTES)
-                skipped += len(rest)
-                if not rest or rest.endswith(b"\n"):
-                    break
-        yield raw, skipped
+        before_read()
+        chunk = os.read(fd, READ_BYTES)
+        if not chunk:
+            break
+        parts = chunk.split(b"\n")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            room = MAX_LINE_BYTES - len(partial)
+            if len(part) > room:
+                skipped += len(part) - room
+                part = part[:room]
+            partial = partial + part if partial else part
+            if not last:
+                yield partial, skipped
+                partial, skipped = b"", 0
+    if partial or skipped:
+        yield partial, skipped
 
 
 @app.command("parse")
@@ -77,18 +89,17 @@ def parse(
 
     miner = load_miner(state) if state is not None else TemplateMiner()
     if file == "-":
-        fh: IO[bytes] = sys.stdin.buffer
+        fd = sys.stdin.fileno()
     else:
         try:
-            fh = open(file, "rb")  # noqa: SIM115 - closed below
+            fd = os.open(file, os.O_RDONLY)
         except OSError as exc:
             raise InvalidInput(f"cannot read {file}: {exc.strerror}") from exc
     out = sys.stdout
     write = out.write
     bad = 0
-    last_flush = time.monotonic()
     try:
-        for n, (raw, skipped) in enumerate(_lines(fh), start=1):
+        for n, (raw, skipped) in enumerate(_lines(fd, out.flush), start=1):
             dec = decode_line(raw)
             if isinstance(dec, BadLine):
                 bad += 1
@@ -114,11 +125,6 @@ def parse(
                 if warning:
                     rec["warning"] = warning
                 write(orjson.dumps(rec).decode() + "\n")
-            if fmt is not Format.summary:
-                now = time.monotonic()
-                if now - last_flush > FLUSH_SECONDS:
-                    out.flush()
-                    last_flush = now
         if fmt is Format.summary:
             templates = sorted(miner.templates, key=lambda t: (-t.count, t.id))
             for t in templates:
@@ -127,9 +133,10 @@ def parse(
         out.flush()
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, keep what was learned.
-        sys.stderr.close()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
     finally:
-        if fh is not sys.stdin.buffer:
-            fh.close()
+        if file != "-":
+            os.close(fd)
         if state is not None:
             save_miner(miner, state)
