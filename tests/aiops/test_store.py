@@ -83,3 +83,23 @@ def test_merge_of_two_halves_equals_one_pass_grouping() -> None:
     a.merge(b)
     assert sorted(t.template for t in a.templates) == sorted(t.template for t in whole.templates)
     assert sum(t.count for t in a.templates) == 2000
+
+
+def test_malformed_store_is_refused_with_a_message(tmp_path: Path) -> None:
+    (tmp_path / "m.json").write_text(
+        '{"format": "opsloop.log-templates/1", "templates": [{"id": 1}]}'
+    )
+    with pytest.raises(InvalidInput, match="malformed"):
+        load_miner(tmp_path / "m.json")
+
+
+def test_header_evidence_survives_a_restart(tmp_path: Path) -> None:
+    miner = TemplateMiner()
+    for i in range(30):
+        level = ["INFO", "WARN", "DEBUG"][i % 3]
+        miner.add(f"10:00:{i:02} {level} message number {['one', 'two', 'three'][i % 3]} x")
+    save_miner(miner, tmp_path / "t.json")
+    again = load_miner(tmp_path / "t.json")
+    assert all(again._pdf[k] == n for k, n in miner._pdf.items() if n >= 2)
+    line = "10:01:00 ERROR message number two x"
+    assert again.add(line).template == miner.add(line).template

@@ -151,7 +151,9 @@ class TemplateMiner:
         self._next_id = 1
         self._param_res: dict[str, re.Pattern[str]] = {}
         self._df: dict[str, int] = {}  # constant token -> templates holding it
-        self._pdf: dict[tuple[int, str], int] = {}  # (place, token) -> templates holding it
+        # (place, token) -> templates that have held it there; it never decreases, so a
+        # header field stays known as one after its templates have made it <*>.
+        self._pdf: dict[tuple[int, str], int] = {}
         self._exact: dict[tuple[str, ...], Template] = {}
         self._alias: dict[int, int] = {}  # merged template id -> the id it went into
 
@@ -196,7 +198,8 @@ class TemplateMiner:
         return Parsed(t.id, t.template, self.parameters(line, t))
 
     def match(self, line: str) -> Template | None:
-        """The template a line would be filed under, without learning from it."""
+        """The known template of a line (seen before, or the nearest at or above
+        ``similarity``), without learning from it; ``None`` if there is none."""
         key = _mask_sub(WILDCARD, line)
         t = self._cache.get(key)
         if t is not None:
@@ -445,6 +448,7 @@ class TemplateMiner:
         return mapping
 
     def to_dict(self) -> dict[str, Any]:
+        """The store as JSON-able data (``from_dict`` reads it back)."""
         return {
             "format": "opsloop.log-templates/1",
             "config": self.config.to_dict(),
@@ -462,17 +466,28 @@ class TemplateMiner:
                 }
                 for t in self.templates
             ],
+            # header-field evidence beyond what the templates above hold now
+            "places": [[i, tok, n] for (i, tok), n in self._pdf.items() if n >= 2],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], config: MinerConfig | None = None) -> TemplateMiner:
-        if data.get("format") != "opsloop.log-templates/1":
-            from opsloop.errors import InvalidInput
+        """A miner holding the templates of ``to_dict``'s data (its configuration unless
+        ``config`` is given)."""
+        from opsloop.errors import InvalidInput
 
+        if data.get("format") != "opsloop.log-templates/1":
             raise InvalidInput(
                 f"not an opsloop template store (format {data.get('format')!r}); "
                 "expected 'opsloop.log-templates/1'"
             )
+        try:
+            return cls._from_dict(data, config)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidInput(f"template store is malformed ({exc!r}); write it anew") from exc
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any], config: MinerConfig | None) -> TemplateMiner:
         if config is None:
             cfg = data.get("config") or {}
             d = MinerConfig()
@@ -491,6 +506,10 @@ class TemplateMiner:
                 int(row["count"]),
                 None if counted is None else {str(x) for x in counted},
             )
+        pdf = m._pdf
+        for i, tok, n in data.get("places") or ():
+            key = (int(i), str(tok))
+            pdf[key] = max(pdf.get(key, 0), int(n))
         m._alias = {int(k): int(v) for k, v in (data.get("aliases") or {}).items()}
         m._next_id = max(int(data.get("next_id", 1)), max(m._templates, default=0) + 1)
         return m
