@@ -14,7 +14,6 @@ booleans ``"true"``/``"false"``, and a column mixing Python types is flagged),
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,22 +85,30 @@ def read(data: object, name: str) -> Column:
     return _from_arrow(name, col)
 
 
-def take_labels(data: object, name: str, rows: npt.NDArray[np.intp]) -> list[str | None]:
-    """The labels of some rows of a categorical column (None where missing)."""
+def encode_labels(
+    data: object, name: str, rows: npt.NDArray[np.intp], codes: dict[str, float]
+) -> Floats:
+    """``codes[label]`` for some rows of a categorical column (0 where missing or unknown).
+
+    String columns map in one vectorised pass; others go value by value (``label``).
+    """
     import pandas as pd
 
     if isinstance(data, pd.DataFrame):
-        vals: Sequence[Any] = _series(data, name).iloc[rows].tolist()
+        s = _series(data, name).iloc[rows]
+        stringy = pd.api.types.is_string_dtype(s.dtype) and s.dtype != object
     else:
         assert isinstance(data, (pa.Table, pa.RecordBatch))
-        col = data.column(name)
-        vals = col.take(pa.array(rows, type=pa.int64())).to_pylist()
-    return [None if _isna(v) else label(v) for v in vals]
-
-
-def take_values(data: object, name: str, rows: npt.NDArray[np.intp]) -> Floats:
-    col = read_numeric_rows(data, name, rows)
-    return col
+        arr = _one(data.column(name)).take(pa.array(rows, type=pa.int64()))
+        if pa.types.is_dictionary(arr.type):
+            arr = arr.dictionary_decode()
+        stringy = pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+        s = pd.Series(arr.to_pylist(), dtype=object)
+    if stringy or isinstance(s.dtype, pd.CategoricalDtype):
+        mapped = s.astype(object).map(codes)
+        return np.asarray(mapped.to_numpy(dtype=np.float64, na_value=0.0), dtype=np.float64)
+    labels = [None if _isna(v) else label(v) for v in s.tolist()]
+    return np.asarray([codes.get(v, 0.0) if v is not None else 0.0 for v in labels])
 
 
 def read_numeric_rows(data: object, name: str, rows: npt.NDArray[np.intp]) -> Floats:

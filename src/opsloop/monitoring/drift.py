@@ -51,7 +51,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +90,7 @@ UNSEEN_ALERT = 0.01
 OUT_OF_RANGE_ALERT = 0.01
 LEARNED_SIGMAS = 3.0
 TOP_UNSEEN = 20
+WORKERS = min(2, os.cpu_count() or 1)
 
 ThresholdSpec = float | str | Mapping[str, float | str] | None
 
@@ -196,13 +199,16 @@ def drift(
     multivariate: bool | tuple[str, ...] = ("pca", "classifier"),
     drift_share: float = DRIFT_SHARE,
     seed: int = 0,
+    workers: int = WORKERS,
 ) -> DriftReport:
     """Compare ``current`` with ``reference`` column by column and as a whole.
 
     ``reference`` is a DataFrame, a pyarrow Table, a fitted ``Reference`` or a dataset
     reference (``"sensors@3"``, fitted once and cached in the artifact store);
     ``current`` a DataFrame or Table. See the module docstring for the default tests,
-    the thresholds and the correction.
+    the thresholds and the correction. ``multivariate`` names the table-level checks
+    (``"pca"``, ``"classifier"``; False for none); ``workers`` threads share the columns
+    (two by default).
 
     Example::
 
@@ -222,7 +228,7 @@ def drift(
     else:
         mv_kinds = tuple(multivariate)
     cur_names = cols.names(current)
-    ref = _as_reference(reference, columns, threshold, tests, bool(mv_kinds), seed)
+    ref = _as_reference(reference, columns, threshold, tests, bool(mv_kinds), seed, workers)
     ref_names = list(ref.columns)
     if columns is not None:
         unknown = [c for c in columns if c not in ref.columns and c not in cur_names]
@@ -236,17 +242,27 @@ def drift(
     added = [c for c in cur_names if c not in ref_set]
     removed = [c for c in ref_names if c not in cur_set]
     entries: dict[str, ColumnDrift] = {}
-    for name in ref_names:
+
+    def one(name: str) -> ColumnDrift:
         cref = ref.columns[name]
         if name not in cur_set:
-            entries[name] = ColumnDrift(
+            return ColumnDrift(
                 name,
                 cref.kind,
                 error="the column is missing from the current data",
                 signals={"removed": True, "type_reference": cref.type},
             )
-            continue
-        entries[name] = check_column(cref, current, name, tests, threshold)
+        return check_column(cref, current, name, tests, threshold)
+
+    # Columns on `workers` threads (numpy's sorts and searches release the GIL), the
+    # multivariate checks on one of them meanwhile.
+    mv: dict[str, dict[str, Any]] = {}
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="opsloop-drift") as pool:
+        mv_future = pool.submit(_multivariate, ref, current, mv_kinds, seed) if mv_kinds else None
+        for name, entry in zip(ref_names, pool.map(one, ref_names), strict=True):
+            entries[name] = entry
+        if mv_future is not None:
+            mv = mv_future.result()
     for name in added:
         try:
             c = cols.read(current, name)
@@ -262,9 +278,6 @@ def drift(
     _decide(entries, correction)
     tested = [e for e in entries.values() if e.drifted is not None]
     share = sum(1 for e in tested if e.drifted) / len(tested) if tested else 0.0
-    mv: dict[str, dict[str, Any]] = {}
-    if mv_kinds:
-        mv = _multivariate(ref, current, mv_kinds, seed)
     alerts = _alerts(entries, added, removed)
     for kind, res in mv.items():
         if res.get("drifted"):
@@ -291,6 +304,7 @@ def _as_reference(
     tests: str | Mapping[str, str] | None,
     multivariate: bool,
     seed: int,
+    workers: int,
 ) -> Reference:
     if isinstance(reference, Reference):
         return reference
@@ -308,6 +322,7 @@ def _as_reference(
         learn_thresholds=learn,
         tests=dict(tests) if isinstance(tests, Mapping) else tests,
         seed=seed,
+        workers=workers,
     )
 
 

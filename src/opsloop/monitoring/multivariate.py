@@ -99,9 +99,10 @@ class MultivariateModel:
                     z = (v - f.mean) / f.scale
                 x[:, j] = np.clip(np.nan_to_num(z, nan=0.0, posinf=CLIP, neginf=-CLIP), -CLIP, CLIP)
             else:
-                shares = f.shares or {}
-                labels = cols.take_labels(data, f.name, idx)
-                x[:, j] = [shares.get(lab, 0.0) if lab is not None else 0.0 for lab in labels]
+                try:
+                    x[:, j] = cols.encode_labels(data, f.name, idx, f.shares or {})
+                except Exception:  # a changed type encodes as "missing"
+                    continue
         # Rounded to float32 as the stored sample is: the same precision on both sides
         # (else the classifier tells them apart by their last digits), and a reloaded
         # reference gives the same results.

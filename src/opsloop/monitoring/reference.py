@@ -41,6 +41,7 @@ import io
 import itertools
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -143,8 +144,10 @@ def fit_column(c: cols.Column) -> ColumnRef:
 def fit_numeric(x: Floats) -> NumericRef:
     finite = np.isfinite(x)
     n_fin = int(np.count_nonzero(finite))
-    pos_inf = int(np.count_nonzero(x == np.inf))
-    neg_inf = int(np.count_nonzero(x == -np.inf))
+    pos_inf = neg_inf = 0
+    if n_fin + int(np.count_nonzero(np.isnan(x))) != len(x):
+        pos_inf = int(np.count_nonzero(x == np.inf))
+        neg_inf = int(np.count_nonzero(x == -np.inf))
     s = np.sort(x[finite] if n_fin != len(x) else x)
     return numeric_from_sorted(s, n_fin, pos_inf, neg_inf)
 
@@ -162,8 +165,9 @@ def numeric_from_sorted(
     counts = stats.bin_counts(s, edges)
     discrete = dcounts = None
     if len(s):
-        change = np.flatnonzero(s[1:] != s[:-1])
-        if len(change) < DISCRETE_MAX:
+        steps = s[1:] != s[:-1]
+        if np.count_nonzero(steps) < DISCRETE_MAX:
+            change = np.flatnonzero(steps)
             starts = np.concatenate(([0], change + 1))
             discrete = s[starts].copy()
             dcounts = np.diff(np.concatenate((starts, [len(s)]))).astype(np.int64)
@@ -207,6 +211,7 @@ class Reference:
         tests: str | dict[str, str] | None = None,
         sample_size: int = 4000,
         seed: int = 0,
+        workers: int = 2,
     ) -> Reference:
         """Fit a reference on a DataFrame or Arrow table.
 
@@ -223,8 +228,11 @@ class Reference:
                 raise InvalidInput(f"the reference has no column(s) {missing}; it has {names}")
             names = [n for n in names if n in set(columns)]
         fitted: dict[str, ColumnRef] = {}
-        for name in names:
-            fitted[name] = fit_column(cols.read(data, name))
+        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="opsloop-fit") as pool:
+            for name, c in zip(
+                names, pool.map(lambda n: fit_column(cols.read(data, n)), names), strict=True
+            ):
+                fitted[name] = c
         rows = cols.num_rows(data)
         ref = cls(fitted, rows)
         if multivariate:
