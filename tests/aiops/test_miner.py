@@ -16,6 +16,7 @@ from tests.aiops.synth import SOURCES, grouping_accuracy, synthetic_log
         ("pid=4242 uuid=123e4567-e89b-12d3-a456-426614174000", "pid=<*> uuid=<*>"),
         ("read 0x7fff5fbff8c8 (4096 bytes)", "read <*> (<*> bytes)"),
         ("open /var/log/app.log failed", "open <*> failed"),
+        (r"Loaded C:\Windows\System\cbs.dll, ok", "Loaded <*>, ok"),
         (
             "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: ok",
             "<*> <*> <*> combo sshd(pam_unix)[<*>]: ok",

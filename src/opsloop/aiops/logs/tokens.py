@@ -2,8 +2,8 @@
 
 A line is masked before it is split: every *word* (a run of characters between
 whitespace and the punctuation in ``_DELIMS``) that holds a digit (with the unit after
-it, if any: ``4.0 KB``, ``20 ms``), every absolute path, and every month or weekday
-name becomes ``<*>``. That covers numbers, hex, IPs and
+it, if any: ``4.0 KB``, ``20 ms``), every absolute path (Unix or Windows), and every
+month or weekday name becomes ``<*>``. That covers numbers, hex, IPs and
 ports, UUIDs, dates, times, PIDs in ``sshd[42]:`` and ids such as ``blk_-42`` or
 ``node-17``, whether they sit in a header or in the message, without knowing the source.
 Punctuation around a word survives (``uid=<*>``, ``[<*>]``), so the shape stays in the
@@ -36,6 +36,7 @@ MASK = re.compile(
     rf"(?:[^{_DELIMS}\d]*\d[^{_DELIMS}]*"  # a word with a digit in it,
     rf"(?:[ \t]+(?:{_UNITS})(?![^{_DELIMS}]))?"  # and the unit after it (4.0 KB, 20 ms)
     rf"|/[^{_DELIMS}]*/[^{_DELIMS}]*"  # an absolute path of two or more parts
+    rf"|[A-Za-z]:\\[^{_DELIMS}]*"  # a Windows path
     rf"|(?:{_MONTHS_DAYS})(?![^{_DELIMS}]))"  # a month or weekday name
 )
 
