@@ -200,6 +200,7 @@ def test_from_dataset_caches_the_fit(home: Path, monkeypatch: pytest.MonkeyPatch
     def boom(self: object, dv: object) -> pa.Table:
         raise AssertionError("the dataset was read again")
 
+    read_table = DatasetService.read_table
     monkeypatch.setattr(DatasetService, "read_table", boom)
     again = Reference.from_dataset("sensors@1")
     assert list(again.columns) == list(first.columns)
@@ -207,6 +208,9 @@ def test_from_dataset_caches_the_fit(home: Path, monkeypatch: pytest.MonkeyPatch
     rep = drift("sensors@1", cur)
     assert rep.reference_source["digest"] == dv.digest
     assert "x" in rep.drifted_columns
+    monkeypatch.setattr(DatasetService, "read_table", read_table)
+    opsloop.data.register(cur, "sensors")
+    assert drift("sensors@1", "sensors@2").to_dict() == rep.to_dict()
 
 
 def test_bad_arguments_are_refused() -> None:

@@ -205,7 +205,7 @@ def drift(
 
     ``reference`` is a DataFrame, a pyarrow Table, a fitted ``Reference`` or a dataset
     reference (``"sensors@3"``, fitted once and cached in the artifact store);
-    ``current`` a DataFrame or Table. See the module docstring for the default tests,
+    ``current`` a DataFrame, a Table or a dataset reference. See the module docstring for the default tests,
     the thresholds and the correction. ``multivariate`` names the table-level checks
     (``"pca"``, ``"classifier"``; False for none); ``workers`` threads share the columns
     (two by default).
@@ -227,6 +227,8 @@ def drift(
         mv_kinds = ()
     else:
         mv_kinds = tuple(multivariate)
+    if isinstance(current, str):
+        current = read_dataset(current)
     cur_names = cols.names(current)
     ref = _as_reference(reference, columns, threshold, tests, bool(mv_kinds), seed, workers)
     ref_names = list(ref.columns)
@@ -324,6 +326,15 @@ def _as_reference(
         seed=seed,
         workers=workers,
     )
+
+
+def read_dataset(ref: str) -> object:
+    """A registered dataset version's table (``"sensors@4"``) from the default store."""
+    from opsloop.data.service import DatasetService
+    from opsloop.store import default_service
+
+    svc = default_service(DatasetService)
+    return svc.read_table(svc.get_version(ref))
 
 
 def _wants_learned(threshold: ThresholdSpec) -> bool:
