@@ -107,6 +107,28 @@ def main() -> None:
         if args.show_errors:
             show_errors(pred, true, miner, args.show_errors)
     print(f"({time.perf_counter() - t0:.2f} s)")
+    # The same lines as one stream into one miner, the systems interleaved line by line
+    # (one configuration *and* one store for every source).
+    streams = [load(folder) for folder in folders]
+    mixed: list[str] = []
+    mixed_true: list[str] = []
+    for i in range(max(len(raw) for raw, _, _ in streams)):
+        for folder, (raw, true, _) in zip(folders, streams, strict=True):
+            if i < len(raw):
+                mixed.append(raw[i])
+                mixed_true.append(f"{folder.name}\t{true[i]}")
+    pred, miner = mine(mixed, config)
+    by_system: dict[str, tuple[list[int], list[str]]] = {}
+    for p, t in zip(pred, mixed_true, strict=True):
+        ps, ts = by_system.setdefault(t.split("\t", 1)[0], ([], []))
+        ps.append(p)
+        ts.append(t)
+    one_store = [grouping_accuracy(ps, ts) for ps, ts in by_system.values()]
+    print(
+        "one miner for all, interleaved: "
+        + " ".join(f"{k} {v:.4f}" for k, v in zip(by_system, one_store, strict=True))
+        + f" mean {statistics.fmean(one_store):.4f}"
+    )
     print(
         f"{'mean':<12} {statistics.fmean(raw_scores):>9.4f} {statistics.fmean(content_scores):>9.4f}"
     )

@@ -22,11 +22,12 @@ One line at a time:
      ``header_share`` of all templates hold at that same place (a level, a thread, a
      component: header fields, learned rather than parsed): the template takes the
      line and those places become ``<*>``;
-   * in other words (``startup``/``shutdown``, ``root``/``alice``): the line gets a
-     template of its own until every such place has shown ``variable_after`` different
-     words among the templates that agree everywhere else. Then they fuse into one,
-     the oldest id surviving (``resolve`` maps the others). A user name is a variable;
-     two or three words in one place are usually different events.
+   * in one other word (``startup``/``shutdown``, ``root``/``alice``): the line gets a
+     template of its own until that place has shown ``variable_after`` different words
+     among the templates that agree everywhere else. Then they fuse into one, the
+     oldest id surviving (``resolve`` maps the others). A user name is a variable; two
+     or three words in one place are usually different events;
+   * in two or more other words: the line gets a template of its own.
 
 A template that becomes more general also takes in every template it now covers, so
 each line has one template no matter the order in which variants appeared.
@@ -67,7 +68,7 @@ class MinerConfig:
     """
 
     similarity: float = 0.5
-    header_share: float = 0.05
+    header_share: float = 0.03
     variable_after: int = 4
     cache_size: int = 1 << 17
 
@@ -256,17 +257,19 @@ class TemplateMiner:
             return self._fuse(general)
         # Informative words differ. A variable (a user, a file) shows many values in
         # one place; a few values are different events (``startup``/``shutdown``).
-        # Keep them apart until each such place has shown ``variable_after`` values
-        # among the templates that agree everywhere else.
-        sibs = [s.tokens for s in self._by_len[len(toks)] if _within(s.tokens, general)]
-        for i in words:
-            values = {s[i] for s in sibs}
+        # Keep them apart until the place has shown ``variable_after`` values among the
+        # templates that agree everywhere else.
+        if len(words) == 1:
+            # One place at a time: with two or more words apart the templates that
+            # agree everywhere else are too many and too unlike to count values among.
+            (i,) = words
+            values = {s.tokens[i] for s in self._by_len[len(toks)] if _within(s.tokens, general)}
             values.add(toks[i])
-            if WILDCARD not in values and len(values) < cfg.variable_after:
-                # Counted once in the token frequencies, with its siblings: it adds
-                # only the words where it differs.
-                return self._new(toks, counted={toks[j] for j in words})
-        return self._fuse(general)
+            if WILDCARD in values or len(values) >= cfg.variable_after:
+                return self._fuse(general)
+        # Counted once in the token frequencies, with its siblings: it adds only the
+        # words where it differs.
+        return self._new(toks, counted={toks[j] for j in words})
 
     def _fits(self, a: str, b: str) -> bool:
         """Whether one token is the other with values for its ``<*>`` (``rhost=<*>`` and
@@ -379,9 +382,12 @@ class TemplateMiner:
         df = self._df
         for tok in t._counted:
             df[tok] = df.get(tok, 0) + 1
+        # A template kept apart from its siblings adds only the words where it differs,
+        # here too: a family of variants is evidence of one template, not of many.
         pdf = self._pdf
+        counted_now = t._counted
         for i, a in enumerate(toks):
-            if a != WILDCARD:
+            if a in counted_now:
                 pdf[i, a] = pdf.get((i, a), 0) + 1
         return t
 
