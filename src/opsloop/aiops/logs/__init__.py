@@ -6,12 +6,13 @@
 'Connection from <*> closed'
 """
 
-from opsloop.aiops.logs.decoding import BadLine, decode_line
+from opsloop.aiops.logs.decoding import BadLine, Decoded, decode_line
 from opsloop.aiops.logs.miner import MinerConfig, Parsed, Template, TemplateMiner
 from opsloop.aiops.logs.store import load_miner, load_miner_blob, save_miner, save_miner_blob
 
 __all__ = [
     "BadLine",
+    "Decoded",
     "MinerConfig",
     "Parsed",
     "Template",

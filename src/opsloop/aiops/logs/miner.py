@@ -134,10 +134,14 @@ class TemplateMiner:
     >>> m = TemplateMiner()
     >>> m.add("session opened for user root by (uid=0)").template
     'session opened for user root by (uid=<*>)'
-    >>> m.add("session opened for user alice by (uid=1000)").template
-    'session opened for user <*> by (uid=<*>)'
-    >>> m.parse("session opened for user bob by (uid=1001)").parameters
-    ['bob', '1001']
+    >>> m.add("session opened for user alice by (uid=1000)").template  # 2 words: 2 events?
+    'session opened for user alice by (uid=<*>)'
+    >>> for user in ["bob", "carol"]:
+    ...     t = m.add(f"session opened for user {user} by (uid=1001)")
+    >>> t.template, t.id, m.resolve(2)  # 4 words in one place: a variable
+    ('session opened for user <*> by (uid=<*>)', 1, 1)
+    >>> m.parse("session opened for user dave by (uid=1002)").parameters
+    ['dave', '1002']
     """
 
     def __init__(self, config: MinerConfig | None = None) -> None:
