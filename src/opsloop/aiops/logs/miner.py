@@ -237,6 +237,9 @@ class TemplateMiner:
     def _place(self, toks: list[str]) -> Template:
         """The template for a token list not seen before: an existing one, made more
         general if need be, or a new one."""
+        known = self._exact.get(tuple(toks))
+        if known is not None:
+            return known
         cfg = self.config
         best, sim = self._best(toks)
         if best is None or sim < cfg.similarity:
@@ -328,32 +331,33 @@ class TemplateMiner:
             template_id = alias[template_id]
         return template_id
 
-    def _weights(self, toks: list[str]) -> dict[str, float]:
+    def _best(self, toks: list[str]) -> tuple[Template | None, float]:
         # A token's weight is its inverse document frequency over the templates: a token
         # that most templates hold (a header's level, host or constant field) says little
         # about which template a line belongs to; a rare one says much.
-        df = self._df
-        n = len(self._templates) + 1.0
-        return {tok: log(n / (df.get(tok, 0) + 0.5)) for tok in set(toks) if tok != WILDCARD}
-
-    def _best(self, toks: list[str]) -> tuple[Template | None, float]:
         best: Template | None = None
         best_sim = -1.0
         cands = self._by_len.get(len(toks))
         if not cands:
             return None, best_sim
-        w = self._weights([a for t in cands for a in t.tokens])
+        df = self._df
+        n = len(self._templates) + 1.0
+        w: dict[str, float] = {}
         for t in cands:
             same = total = 0.0
             for a, b in zip(t.tokens, toks, strict=True):
                 if a != WILDCARD:
-                    wa = w[a]
+                    wa = w.get(a)
+                    if wa is None:
+                        wa = w[a] = log(n / (df.get(a, 0) + 0.5))
                     total += wa
                     if a == b:
                         same += wa
             sim = same / total if total > 0 else 1.0
             if sim > best_sim:
                 best, best_sim = t, sim
+                if sim >= 1.0:  # nothing later can be nearer
+                    break
         return best, best_sim
 
     def _generalise(self, t: Template, toks: list[str]) -> None:
