@@ -123,3 +123,26 @@ def test_a_closed_reader_stops_quietly(tmp_path: Path) -> None:
     )
     assert len(p.stdout.splitlines()) == 3
     assert "Traceback" not in p.stderr
+
+
+def test_merge_stores(tmp_path: Path) -> None:
+    lines, _ = synthetic_log(400)
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_text("\n".join(lines[:200]) + "\n")
+    b.write_text("\n".join(lines[200:]) + "\n")
+    sa, sb = tmp_path / "a.json", tmp_path / "b.json"
+    _parse(str(a), "--state", str(sa))
+    _parse(str(b), "--state", str(sb))
+    p = subprocess.run(
+        [sys.executable, "-m", "opsloop", "logs", "merge", str(sa), str(sb)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    out = json.loads(p.stdout)
+    merged = json.loads(sa.read_text())
+    assert out["store"] == str(sb)
+    assert set(out["ids"].values()) <= {t["id"] for t in merged["templates"]}
+    assert sum(t["count"] for t in merged["templates"]) == 400
+    assert len(merged["templates"]) == 12

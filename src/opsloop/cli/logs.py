@@ -140,3 +140,31 @@ def parse(
             os.close(fd)
         if state is not None:
             save_miner(miner, state)
+
+
+@app.command("merge")
+def merge(
+    into: Annotated[Path, typer.Argument(help="Template store to merge into (made if missing).")],
+    others: Annotated[list[Path], typer.Argument(help="Template stores to take in.")],
+) -> None:
+    """Merge template stores into one: equal templates become one, new ones get new ids.
+
+    Prints one JSON object per store taken in: its path and the map from its template
+    ids to the ids in INTO (ids already in INTO do not change).
+    """
+    import orjson
+
+    from opsloop.aiops.logs.store import load_miner, save_miner
+    from opsloop.errors import NotFound
+
+    target = load_miner(into)
+    for other in others:
+        if not other.exists():
+            raise NotFound(f"template store {other} does not exist")
+        mapping = target.merge(load_miner(other))
+        typer.echo(
+            orjson.dumps(
+                {"store": str(other), "ids": {str(k): v for k, v in sorted(mapping.items())}}
+            ).decode()
+        )
+    save_miner(target, into)
