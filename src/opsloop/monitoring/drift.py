@@ -1,15 +1,18 @@
 """``drift(reference, current)``: per-column tests, separate signals, multivariate checks.
 
-**Default test per column** (Evidently's rule, by the reference's size):
+**Default test per column** (Evidently's rule, by the size of the reference column):
 
-==========================================  ===================  =====================
-column                                      reference <= 1,000   reference > 1,000
-==========================================  ===================  =====================
-numeric, more than 5 distinct values        ``ks`` (p < 0.05)    ``wasserstein`` (> 0.1)
-categorical, or numeric with <= 5 values    ``chisquare`` (p < 0.05)  ``jensenshannon`` (> 0.1)
-==========================================  ===================  =====================
+- numeric with more than 5 distinct values: ``ks`` (drift when p < 0.05) up to 1,000
+  reference values, ``wasserstein`` normalised by the reference std (drift above 0.1)
+  beyond;
+- categorical, or numeric with at most 5 distinct values (tested as categories of
+  those values): ``chisquare`` (p < 0.05) up to 1,000, ``jensenshannon`` (above 0.1)
+  beyond. (Evidently uses a proportion Z-test for two categories at small sizes;
+  chi-square with Yates' correction is the same test there.)
 
-"Size" is the count of values present in the reference column. ``tests`` overrides
+"Size" is the count of values present in the reference column. Missing values (null,
+NaN) are left out of every statistic and reported as the missing share; so are +-inf
+(reported as the infinite share). ``tests`` overrides
 it: one name for every column (``"psi"``; a numeric-only test - ``ks``,
 ``wasserstein`` - keeps the default on categorical columns, noted in the entry), or a
 mapping ``{column: test}``. The tests: ``ks``, ``wasserstein`` (divided by the
@@ -22,7 +25,8 @@ alert when the *adjusted* p-value is below 0.05, distances when above 0.1 (PSI 0
 Jensen-Shannon 0.1, Hellinger 0.1, normalised Wasserstein 0.1, as Evidently); a
 number applies to every column (an alpha for p-value tests, a bound for the others);
 ``"learned"`` uses the reference's own variation: ``mean + 3 std`` of the statistic
-between each of its chunks and the rest (``Reference.fit(..., learn_thresholds=True)``
+(for KS and chi-square too: the statistic, not the p-value) between each of 10
+contiguous chunks of its rows (time order, if the rows are in it) and the rest (``Reference.fit(..., learn_thresholds=True)``
 stores them; a DataFrame reference is fitted so), scaled from the chunk size to the
 current batch's by sampling noise (``sqrt((1/m + 1/n) / (1/m_c + 1/(n - m_c)))`` for
 KS, Wasserstein, Jensen-Shannon and Hellinger; without the square root for PSI; none
