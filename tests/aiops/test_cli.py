@@ -88,6 +88,14 @@ def test_missing_file_is_an_error_with_a_message(tmp_path: Path) -> None:
     )
     assert p.returncode == 2
     assert "cannot read" in p.stderr
+    p = subprocess.run(
+        [sys.executable, "-m", "opsloop", "logs", "parse", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 2
+    assert "folder" in p.stderr
 
 
 def test_stdin_is_streamed_line_by_line() -> None:

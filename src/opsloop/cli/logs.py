@@ -91,6 +91,8 @@ def parse(
     if file == "-":
         fd = sys.stdin.fileno()
     else:
+        if os.path.isdir(file):
+            raise InvalidInput(f"cannot read {file}: it is a folder; give a log file or -")
         try:
             fd = os.open(file, os.O_RDONLY)
         except OSError as exc:
