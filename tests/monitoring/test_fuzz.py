@@ -79,6 +79,14 @@ def test_zero_rows_and_type_changes() -> None:
     assert any("type changed" in a for a in rep.alerts)
 
 
+def test_duplicate_column_names_get_an_error_entry() -> None:
+    ref = pd.DataFrame([[1.0, 2.0, "a"]] * 5, columns=["x", "x", "c"])
+    rep = drift(ref, ref, threshold="learned")
+    check(rep)
+    assert rep.columns["x"].error and "more than once" in rep.columns["x"].error
+    assert rep.columns["c"].drifted is False
+
+
 def test_datetime_and_other_columns_are_reported_not_dropped() -> None:
     ts = pd.date_range("2026-01-01", periods=5, freq="h")
     ref = pd.DataFrame({"t": ts, "d": [pd.Timedelta(1, "s")] * 5, "x": np.arange(5.0)})

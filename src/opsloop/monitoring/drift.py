@@ -386,6 +386,9 @@ def check_column(
 ) -> ColumnDrift:
     """One column's entry; never raises."""
     entry = ColumnDrift(name, cref.kind, n_reference=cref.present)
+    if cref.error:
+        entry.error = f"could not read the reference column: {cref.error}"
+        return entry
     try:
         cur = cols.read(current, name)
     except Exception as exc:
@@ -661,6 +664,8 @@ def _multivariate(
     out: dict[str, dict[str, Any]] = {}
     model = ref.multivariate
     if model is None:
+        if ref.multivariate_error:
+            return {k: {"error": ref.multivariate_error} for k in kinds}
         return {
             k: {"error": "the reference was fitted without the multivariate model"} for k in kinds
         }

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from opsloop.data.profile import CATEGORICAL, NUMERIC
+from opsloop.data.profile import CATEGORICAL, NUMERIC, OTHER
 from opsloop.errors import InvalidInput
 from opsloop.monitoring import columns as cols
 from opsloop.monitoring import stats
@@ -108,6 +108,7 @@ class ColumnRef:
     counts: Ints = field(default_factory=lambda: np.zeros(0, np.int64))
     mixed_types: list[str] | None = None
     learned: dict[str, dict[str, float]] = field(default_factory=dict)
+    error: str | None = None  # why the column could not be read (it is then "other")
 
     @property
     def present(self) -> int:
@@ -174,6 +175,16 @@ def numeric_from_sorted(
     return NumericRef(s, n, pos_inf, neg_inf, mean, std, edges, counts, discrete, dcounts, sketched)
 
 
+def _fit_guarded(data: object, name: str) -> ColumnRef:
+    """Fit one column; a column that cannot be read becomes an "other" one with its
+    error, so that one bad column does not sink the fit."""
+    try:
+        return fit_column(cols.read(data, name))
+    except Exception as exc:
+        rows = cols.num_rows(data)
+        return ColumnRef(name, "unreadable", OTHER, rows, 0, error=f"{type(exc).__name__}: {exc}")
+
+
 def sketch(s: Floats, k: int) -> Floats:
     """``k`` order statistics of sorted ``s`` at ranks ``(i + 0.5) n / k``."""
     idx = ((np.arange(k) + 0.5) * len(s) / k).astype(np.int64)
@@ -196,6 +207,7 @@ class Reference:
     multivariate: MultivariateModel | None = None
     source: dict[str, Any] = field(default_factory=dict)
     chunks: int = 0
+    multivariate_error: str | None = None
 
     # -- fitting ------------------------------------------------------------------
 
@@ -230,7 +242,7 @@ class Reference:
         fitted: dict[str, ColumnRef] = {}
         with ThreadPoolExecutor(max(1, workers), thread_name_prefix="opsloop-fit") as pool:
             for name, c in zip(
-                names, pool.map(lambda n: fit_column(cols.read(data, n)), names), strict=True
+                names, pool.map(lambda n: _fit_guarded(data, n), names), strict=True
             ):
                 fitted[name] = c
         rows = cols.num_rows(data)
@@ -238,7 +250,10 @@ class Reference:
         if multivariate:
             from opsloop.monitoring.multivariate import MultivariateModel
 
-            ref.multivariate = MultivariateModel.fit(data, fitted, sample_size, seed)
+            try:
+                ref.multivariate = MultivariateModel.fit(data, fitted, sample_size, seed)
+            except Exception as exc:  # reported by each check, never raised
+                ref.multivariate_error = f"{type(exc).__name__}: {exc}"
         if learn_thresholds:
             ref.learn(data, chunks=chunks, tests=tests)
         return ref
@@ -262,11 +277,10 @@ class Reference:
             values: list[float] = []
             sizes: list[int] = []
             for lo, hi in itertools.pairwise(bounds):
-                part = _slice(data, int(lo), int(hi))
-                c = cols.read(part, name)
                 try:
+                    c = cols.read(_slice(data, int(lo), int(hi)), name)
                     v, _, n_cur = column_statistic(cref, c, test, rest=True)
-                except ValueError:
+                except Exception:  # a chunk that cannot be tested teaches nothing
                     continue
                 if v is not None and math.isfinite(v):
                     values.append(v)
@@ -295,6 +309,7 @@ class Reference:
                 "missing": c.missing,
                 "mixed_types": c.mixed_types,
                 "learned": c.learned,
+                "error": c.error,
             }
             if c.numeric is not None:
                 nr = c.numeric
@@ -359,6 +374,7 @@ class Reference:
                 int(m["missing"]),
                 mixed_types=m.get("mixed_types"),
                 learned=m.get("learned") or {},
+                error=m.get("error"),
             )
             if "numeric" in m:
                 nm = m["numeric"]
