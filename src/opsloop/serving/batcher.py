@@ -88,9 +88,16 @@ class Batcher:
         return len(self._queue)
 
     def start(self) -> None:
-        """Start the batching task on the running loop (done by the first submit, too)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
+        """Start the batching task on the running loop (done by the first submit, too).
+
+        An app driven by one event loop after another (tests calling ``asyncio.run``
+        per request) gets a new task on each: a loop's task dies with its loop.
+        """
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.get_loop() is not loop:
+            self._queue.clear()  # futures of a loop that is gone
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._run(), name="batcher")
 
     def submit(self, rows: Rows) -> asyncio.Future[Outputs]:
         """Queue ``rows``; the future gets this request's outputs (or PredictError)."""
@@ -103,8 +110,7 @@ class Batcher:
                 f"Model {self.model.name!r} has {len(self._queue)} requests waiting (the limit, "
                 "--max-queue); retry shortly."
             )
-        if self._task is None:
-            self.start()
+        self.start()
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         self._queue.append(_Item(rows, future))
         if self.metrics is not None:
