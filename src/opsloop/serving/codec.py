@@ -131,9 +131,10 @@ def _what(col: Column | None, label: Any) -> str:
 def _type_error(
     col: Column | None, label: Any, have: str, want: str, why: str = ""
 ) -> InvalidInput:
+    what = _what(col, label)
     return InvalidInput(
-        f"{_what(col, label)[0].upper()}{_what(col, label)[1:]} has {have} values, which cannot "
-        f"be safely converted to {want}.{why}"
+        f"{what[0].upper()}{what[1:]} has {have} values, which cannot be safely converted "
+        f"to {want}.{why}"
     )
 
 
@@ -158,7 +159,13 @@ def _objects_to_numbers(col: Column | None, label: Any, values: np.ndarray[Any, 
         elif t is float or t is int or (isinstance(v, np.number) and not isinstance(v, np.bool_)):
             flat_out[i] = v
         else:
-            kind = "boolean" if isinstance(v, bool | np.bool_) else type(v).__name__
+            kind = (
+                "boolean"
+                if isinstance(v, bool | np.bool_)
+                else "string"
+                if isinstance(v, str)
+                else type(v).__name__
+            )
             raise _type_error(col, label, kind, want)
     return out
 
