@@ -225,6 +225,23 @@ def test_bad_arguments_are_refused() -> None:
         Reference.from_bytes(b"not an npz")
 
 
+def test_first_use_in_a_fresh_process_has_no_import_race() -> None:
+    # Columns run on threads: scipy imported for the first time from two of them at
+    # once used to fail one column with Python's _DeadlockError.
+    code = (
+        "import numpy as np, pandas as pd\n"
+        "from opsloop.monitoring import drift\n"
+        "rng = np.random.default_rng(0)\n"
+        "df = pd.DataFrame({'x': rng.normal(size=300), 'c': rng.choice(['a', 'b'], 300),\n"
+        "                   'y': rng.normal(size=300), 'd': rng.choice(['u', 'v'], 300)})\n"
+        "rep = drift(df, df)\n"
+        "errors = [e.error for e in rep.columns.values() if e.error]\n"
+        "assert not errors, errors\n"
+    )
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_import_is_light() -> None:
     code = (
         "import sys, opsloop.monitoring as m; "

@@ -231,6 +231,11 @@ def drift(
         mv_kinds = ()
     else:
         mv_kinds = tuple(multivariate)
+    stats.preload()
+    if "classifier" in mv_kinds:
+        from opsloop.monitoring.multivariate import preload
+
+        preload()
     if isinstance(current, str):
         current = read_dataset(current)
     cur_names = cols.names(current)

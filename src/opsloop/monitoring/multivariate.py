@@ -20,6 +20,7 @@ one as the reference share of its category (missing or unseen: 0).
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,18 @@ from opsloop.monitoring.reference import ColumnRef
 CLIP = 10.0
 VARIANCE_KEPT = 0.9
 CLASSIFIER_ROWS = 1000
+
+
+def preload() -> None:
+    """Import scikit-learn's parts on the calling thread (see ``stats.preload``: the
+    classifier runs on a worker thread beside the column checks)."""
+    for name in (
+        "sklearn.ensemble",
+        "sklearn.metrics",
+        "sklearn.model_selection",
+        "threadpoolctl",
+    ):
+        importlib.import_module(name)
 
 
 @dataclass

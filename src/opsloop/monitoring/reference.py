@@ -233,6 +233,7 @@ class Reference:
         """
         if isinstance(data, Reference):
             return data
+        stats.preload()
         names = cols.names(data)
         if columns is not None:
             missing = [c for c in columns if c not in names]

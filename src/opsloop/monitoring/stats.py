@@ -34,6 +34,8 @@ function's docstring names the scipy function it equals (within 1e-9, checked by
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import math
 
 import numpy as np
@@ -45,6 +47,18 @@ Ints = npt.NDArray[np.int64]
 PSI_EPSILON = 1e-4
 PSI_BINS = 10
 KS_MAX_AUTO_N = 10_000
+
+
+def preload() -> None:
+    """Import the scipy parts the statistics use, on the calling thread.
+
+    The checks run columns on worker threads; scipy.stats imported for the first time
+    from two of them at once can trip Python's import-lock deadlock detection
+    (``_DeadlockError``), so ``drift`` and ``Reference.fit`` call this first.
+    """
+    importlib.import_module("scipy.stats")
+    with contextlib.suppress(ImportError):
+        importlib.import_module("scipy.stats._stats_pythran")
 
 
 # -- numeric -------------------------------------------------------------------
