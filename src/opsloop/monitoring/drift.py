@@ -512,7 +512,8 @@ def _numeric(
     finite = np.isfinite(x)
     n_fin = int(np.count_nonzero(finite))
     present = int(np.count_nonzero(~np.isnan(x)))
-    cur = np.sort(x[finite] if n_fin != len(x) else x)
+    cur = x[finite] if n_fin != len(x) else x.copy()
+    cur.sort()  # in place: the filtered copy is ours already
     ref_present = nr.n + nr.pos_inf + nr.neg_inf
     sig["infinite_share_reference"] = (
         (nr.pos_inf + nr.neg_inf) / ref_present if ref_present else None

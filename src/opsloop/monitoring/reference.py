@@ -149,7 +149,8 @@ def fit_numeric(x: Floats) -> NumericRef:
     if n_fin + int(np.count_nonzero(np.isnan(x))) != len(x):
         pos_inf = int(np.count_nonzero(x == np.inf))
         neg_inf = int(np.count_nonzero(x == -np.inf))
-    s = np.sort(x[finite] if n_fin != len(x) else x)
+    s = x[finite] if n_fin != len(x) else x.copy()
+    s.sort()  # in place: the filtered copy is ours already
     return numeric_from_sorted(s, n_fin, pos_inf, neg_inf)
 
 
