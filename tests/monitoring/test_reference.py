@@ -246,6 +246,8 @@ def test_import_is_light() -> None:
     code = (
         "import sys, opsloop.monitoring as m; "
         "assert 'sklearn' not in sys.modules and 'scipy' not in sys.modules, 'heavy import'; "
-        "m.drift; assert 'sklearn' not in sys.modules"
+        "m.drift; assert 'sklearn' not in sys.modules; "
+        "import opsloop.monitoring.checks, opsloop.monitoring.reference; "
+        "assert callable(m.drift) and m.drift.__name__ == 'drift', m.drift"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

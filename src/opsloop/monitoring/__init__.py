@@ -7,12 +7,14 @@
     report.drifted_columns, report.alerts             # a pyarrow Table or "sensors@3"
     report.to_frame(); report.to_json()
 
-The modules: ``drift`` (``drift``, ``DriftReport``, the default tests, thresholds and
+The modules: ``checks`` (``drift``, ``DriftReport``, the default tests, thresholds and
 correction), ``reference`` (``Reference``: fitted once, stored), ``stats`` (the
 statistics, equal to scipy's), ``multivariate`` (PCA reconstruction error, domain
 classifier), ``columns`` (reading one column of a DataFrame or Arrow table).
 
-Exports load lazily, so ``import opsloop.monitoring`` costs nothing until used (and
+(The module is ``checks``, not ``drift``: a submodule named like the function would
+replace ``opsloop.monitoring.drift`` with itself once imported.) Exports load lazily,
+so ``import opsloop.monitoring`` costs nothing until used (and
 scikit-learn is imported only by the domain classifier).
 """
 
@@ -22,13 +24,13 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from opsloop.monitoring.drift import ColumnDrift, DriftReport, drift
+    from opsloop.monitoring.checks import ColumnDrift, DriftReport, drift
     from opsloop.monitoring.reference import Reference
 
 _EXPORTS = {
-    "drift": "opsloop.monitoring.drift",
-    "DriftReport": "opsloop.monitoring.drift",
-    "ColumnDrift": "opsloop.monitoring.drift",
+    "drift": "opsloop.monitoring.checks",
+    "DriftReport": "opsloop.monitoring.checks",
+    "ColumnDrift": "opsloop.monitoring.checks",
     "Reference": "opsloop.monitoring.reference",
 }
 

@@ -5,7 +5,8 @@ the reference (missing as 0, clipped to [-10, 10] so +-inf stay finite), a categ
 one as the reference share of its category (missing or unseen: 0).
 
 - **PCA reconstruction error.** Fitted on one half of the reference sample with the
-  fewest components that explain 90% of its variance (at most one fewer than the
+  fewest components that explain 90% of its variance (features standardised by their
+  spread in the sample, clipped to [-10, 10]) (at most one fewer than the
   features); the other half gives the reference's error distribution. A check
   compares the current sample's errors with it: the ratio of mean errors, and a KS
   test of the two error samples. Drift when the ratio exceeds
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,9 @@ class MultivariateModel:
     mean: Floats  # PCA centre
     components: Floats  # k x features
     ref_errors: Floats  # sorted, from the held-out half
+    # Each feature's std in the sample: PCA runs on standardised features, so a
+    # category-share feature (spread ~0.1) weighs as much as a z-score (spread 1).
+    scale: Floats = field(default_factory=lambda: np.ones(0))
 
     @classmethod
     def fit(
@@ -127,22 +131,30 @@ class MultivariateModel:
         n, p = x.shape
         if n < 4 or p < 2:
             return
+        sd = x.std(axis=0)
+        self.scale = np.where(sd > 0, sd, 1.0)
+        self.mean = x.mean(axis=0)
         perm = np.random.default_rng(seed + 1).permutation(n)
         a, b = x[perm[: n // 2]], x[perm[n // 2 :]]
-        mu = a.mean(axis=0)
-        _, s, vt = np.linalg.svd(a - mu, full_matrices=False)
+        za = self._standard(a)
+        _, s, vt = np.linalg.svd(za - za.mean(axis=0), full_matrices=False)
         var = s**2
         total = float(var.sum())
         if total <= 0:
+            self.mean = np.zeros(0)
             return
         k = int(np.searchsorted(np.cumsum(var) / total, VARIANCE_KEPT) + 1)
         k = max(1, min(k, p - 1))
-        self.mean = mu
         self.components = vt[:k]
         self.ref_errors = np.sort(self._errors(b))
 
+    def _standard(self, x: Floats) -> Floats:
+        # Clipped, so one rare or unseen category cannot dominate the error alone.
+        z: Floats = np.clip((x - self.mean) / self.scale, -CLIP, CLIP)
+        return z
+
     def _errors(self, x: Floats) -> Floats:
-        c = x - self.mean
+        c = self._standard(x)
         rec = (c @ self.components.T) @ self.components
         out: Floats = np.sum((c - rec) ** 2, axis=1)
         return out
@@ -218,6 +230,7 @@ class MultivariateModel:
         arrays["mv_mean"] = self.mean
         arrays["mv_components"] = self.components
         arrays["mv_ref_errors"] = self.ref_errors
+        arrays["mv_scale"] = self.scale
         return {
             "features": [
                 {
@@ -243,4 +256,5 @@ class MultivariateModel:
             np.asarray(arrays["mv_mean"], dtype=np.float64),
             np.asarray(arrays["mv_components"], dtype=np.float64),
             np.asarray(arrays["mv_ref_errors"], dtype=np.float64),
+            np.asarray(arrays.get("mv_scale", np.ones(len(feats))), dtype=np.float64),
         )

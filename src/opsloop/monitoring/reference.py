@@ -12,7 +12,7 @@
   (``opsloop.monitoring.multivariate``);
 - optionally (``learn_thresholds=True``), each column's statistic between chunks of
   the reference and the rest of it, from which a check derives a threshold that
-  matches the data's own variation (see ``opsloop.monitoring.drift``).
+  matches the data's own variation (see ``opsloop.monitoring.checks``).
 
 ``to_bytes``/``from_bytes`` serialise it as an ``.npz`` of plain arrays plus one JSON
 header (no pickle). A numeric column with more than ``max_exact`` (100,000) values is
@@ -265,7 +265,7 @@ class Reference:
     ) -> None:
         """Learn each column's natural variation from ``chunks`` contiguous chunks of
         ``data`` (the data this reference was fitted on)."""
-        from opsloop.monitoring.drift import column_statistic, resolve_test
+        from opsloop.monitoring.checks import column_statistic, resolve_test
 
         rows = cols.num_rows(data)
         if chunks < 2 or rows < 2 * chunks:
