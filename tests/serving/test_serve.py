@@ -224,6 +224,8 @@ def test_unknown_model_path_and_method(cancer_server: Served) -> None:
     assert httpx.get(f"{cancer_server.url}/nowhere").status_code == 404
     r = httpx.get(f"{cancer_server.url}/v2/models/cancer/infer")
     assert r.status_code == 405 and set(r.json()) == {"error"}
+    r = httpx.post(f"{cancer_server.url}/metrics")
+    assert r.status_code == 405 and r.json() == {"error": "/metrics accepts GET."}
     assert httpx.get(f"{cancer_server.url}/ping").status_code == 200
     assert httpx.get(f"{cancer_server.url}/health").status_code == 200
 

@@ -184,7 +184,10 @@ class ServingApp:
             await self._invocations(scope, receive, send)
             return
         if method not in ("GET", "HEAD"):
-            await _error(send, 405 if path in _GET_PATHS else 404, _not_found(method, path))
+            if path in _GET_PATHS:
+                await _error(send, 405, f"{path} accepts GET.")
+            else:
+                await _error(send, 404, _not_found(method, path))
             return
         if path in ("/v2/health/live", "/ping", "/health"):
             await _respond(send, 200, b"\n" if path == "/ping" else b"OK", _TEXT)
