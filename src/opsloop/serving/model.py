@@ -147,4 +147,7 @@ def _predict_fn(pyfunc: flavors.PyFuncModel, inputs: InputSchema) -> Callable[[A
     return pyfunc.predict
 
 
-__all__ = ["ModelSource", "ServedModel", "fetch", "load"]
+#: :func:`load` under the name ``opsloop.serving`` exports it by.
+load_served_model = load
+
+__all__ = ["ModelSource", "ServedModel", "fetch", "load", "load_served_model"]
