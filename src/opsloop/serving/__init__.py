@@ -32,6 +32,9 @@ if TYPE_CHECKING:
         rollback,
         update_deployment,
     )
+    from opsloop.serving.app import ServeConfig, ServingApp, create_app
+    from opsloop.serving.batcher import Batcher, QueueFull
+    from opsloop.serving.model import ServedModel, load_served_model
 
 _LAZY = {
     name: "opsloop.serving.api"
@@ -46,12 +49,28 @@ _LAZY = {
         "update_deployment",
     )
 }
+_LAZY.update(
+    ServeConfig="opsloop.serving.app",
+    ServingApp="opsloop.serving.app",
+    create_app="opsloop.serving.app",
+    Batcher="opsloop.serving.batcher",
+    QueueFull="opsloop.serving.batcher",
+    ServedModel="opsloop.serving.model",
+    load_served_model="opsloop.serving.model",
+)
 
 __all__ = [
+    "Batcher",
+    "QueueFull",
+    "ServeConfig",
+    "ServedModel",
+    "ServingApp",
+    "create_app",
     "deploy",
     "deployment_history",
     "get_deployment",
     "list_deployments",
+    "load_served_model",
     "log_labels",
     "predictions",
     "promote",
