@@ -24,7 +24,7 @@ from opsloop.errors import (
 )
 
 if TYPE_CHECKING:
-    from opsloop import data, pipelines
+    from opsloop import aiops, data, monitoring, pipelines, serving
     from opsloop.pipelines import pipeline, step
     from opsloop.registry.api import load_model, log_model, set_alias
     from opsloop.tracking.fluent import (
@@ -83,7 +83,7 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     import importlib
 
-    if name in ("data", "pipelines"):
+    if name in ("data", "pipelines", "serving", "monitoring", "aiops"):
         return importlib.import_module(f"opsloop.{name}")
     module = _LAZY.get(name)
     if module is None:
@@ -105,6 +105,7 @@ __all__ = [
     "OpsloopError",
     "__version__",
     "active_run",
+    "aiops",
     "data",
     "end_run",
     "flush",
@@ -118,9 +119,11 @@ __all__ = [
     "log_param",
     "log_params",
     "log_text",
+    "monitoring",
     "pipeline",
     "pipelines",
     "search_runs",
+    "serving",
     "set_alias",
     "set_tag",
     "set_tags",
