@@ -109,15 +109,7 @@ class ServingApp:
         self._models: dict[str, dict[str, _Entry]] = {}
         self._entries: list[_Entry] = []
         for m in models:
-            mm = self.metrics.for_model(m.name, m.version)
-            batcher = Batcher(
-                m,
-                max_batch_size=self.config.max_batch_size,
-                max_batch_wait_ms=self.config.max_batch_wait_ms,
-                max_queue=self.config.max_queue,
-                metrics=mm,
-            )
-            entry = _Entry(m, batcher, mm, orjson.dumps(m.metadata()))
+            entry = self._make_entry(m, self.config)
             self._models.setdefault(m.name, {})[m.version] = entry
             self._entries.append(entry)
         self._default = self._entries[0]
@@ -125,6 +117,18 @@ class ServingApp:
             {"name": "opsloop", "version": _version(), "extensions": ["binary_tensor_data"]}
         )
         self.ready = True  # the models are loaded; False again once shutting down
+
+    def _make_entry(self, m: ServedModel, config: ServeConfig) -> _Entry:
+        """A model's batcher, metrics and V2 metadata."""
+        mm = self.metrics.for_model(m.name, m.version)
+        batcher = Batcher(
+            m,
+            max_batch_size=config.max_batch_size,
+            max_batch_wait_ms=config.max_batch_wait_ms,
+            max_queue=config.max_queue,
+            metrics=mm,
+        )
+        return _Entry(m, batcher, mm, orjson.dumps(m.metadata()))
 
     # -- ASGI ------------------------------------------------------------------------
 
