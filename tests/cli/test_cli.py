@@ -35,6 +35,10 @@ def test_demo_runs_twice_on_a_fresh_store(tmp_path: Path) -> None:
     assert "100% agree" in first.stdout
     assert str(home) in first.stdout
     assert "9 steps, 0 from the cache" in first.stdout
+    # deployed, served, and every request in the prediction log
+    assert "200 single-row requests to /invocations: p50" in first.stdout
+    assert "100% answers as the model" in first.stdout
+    assert "prediction log: 200 rows" in first.stdout
     assert "demo-breast-cancer@1 (569 rows)" in first.stdout
     second = _opsloop("demo", home=home)
     # The data pipeline is served from the cache the second time; the same data is
@@ -42,6 +46,7 @@ def test_demo_runs_twice_on_a_fresh_store(tmp_path: Path) -> None:
     assert "9 steps, 9 from the cache" in second.stdout
     assert "demo-breast-cancer@1 (569 rows)" in second.stdout
     assert "served from the cache: demo-classifier version 1" in second.stdout
+    assert "prediction log: 200 rows" in second.stdout  # this run's window
     data = _opsloop("data", "ls", home=home).stdout
     assert "demo-breast-cancer-train" in data
     models = _opsloop("models", "ls", home=home).stdout

@@ -6,8 +6,11 @@ validate (checks; the data registered as a dataset version with its report) → 
 logging its params, learning curve, scores and a report from inside the step) →
 evaluate (the best by ROC AUC) → register (the model registered from that step's run,
 the ``production`` alias moved to it). The model is then loaded back through the alias
-to check its predictions. A second demo run serves every step from the cache. Later
-parts of opsloop extend it stage by stage.
+to check its predictions, deployed (a deployment following the alias), served by
+``opsloop serve`` in a process of its own, sent single-row requests (latency
+percentiles printed), and every request is read back from the prediction log. A second
+demo run serves every pipeline step from the cache. Later parts of opsloop extend it
+stage by stage.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ console = Console()
 EXPERIMENT = "demo-breast-cancer"
 MODEL_NAME = "demo-classifier"
 DATASET = "demo-breast-cancer"
+DEPLOYMENT = "demo-classifier"
+REQUESTS = 200
 
 
 def _candidates() -> dict[str, tuple[str, dict[str, Any], Any]]:
@@ -199,6 +204,7 @@ def run_demo() -> dict[str, Any]:
     loaded = opsloop.load_model(f"models:/{MODEL_NAME}@production")
     served = np.asarray(loaded.predict(x_test))
     agree = float((served.ravel() == best["model"].predict(x_test)).mean())
+    traffic = _serve_traffic(x_test, loaded)
     elapsed = time.perf_counter() - t0
 
     table = Table(title=f"opsloop demo — experiment {EXPERIMENT!r}")
@@ -234,6 +240,19 @@ def run_demo() -> dict[str, Any]:
         f"loaded models:/{MODEL_NAME}@production and predicted {len(served)} rows "
         f"({agree:.0%} agree with the trained model)"
     )
+    lat = traffic["latency_ms"]
+    console.print(
+        f"deployed [bold]{DEPLOYMENT}[/bold] (follows {MODEL_NAME}@production), served by "
+        f"`opsloop serve {DEPLOYMENT}`"
+    )
+    console.print(
+        f"{traffic['requests']} single-row requests to /invocations: p50 {lat[50]:.2f} ms, "
+        f"p95 {lat[95]:.2f} ms, p99 {lat[99]:.2f} ms; {traffic['agree']:.0%} answers as the model"
+    )
+    console.print(
+        f"prediction log: {traffic['logged']} rows in the artifact store under "
+        f"predictions/{DEPLOYMENT}/ — opsloop.serving.predictions({DEPLOYMENT!r}) reads them"
+    )
     console.print(f"metadata store:  {settings.redacted_database_url()}")
     console.print(f"artifact store:  {settings.artifacts_url}")
     console.print(
@@ -245,4 +264,89 @@ def run_demo() -> dict[str, Any]:
         "agree": agree,
         "runs": len(trials),
         "cache_hits": hits,
+        "traffic": traffic,
+    }
+
+
+def _serve_traffic(x_test: pd.DataFrame, model: Any) -> dict[str, Any]:
+    """Deploy the production model (once), serve it with ``opsloop serve`` in a process of
+    its own, send single-row requests, stop it (SIGTERM flushes the prediction log), and
+    read the log back."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    import httpx
+    import numpy as np
+
+    from opsloop import serving
+    from opsloop.errors import NotFound
+
+    try:
+        serving.get_deployment(DEPLOYMENT)
+    except NotFound:
+        serving.deploy(
+            DEPLOYMENT,
+            f"models:/{MODEL_NAME}@production",
+            settings={"log_flush_interval_s": 1.0},
+            reason="opsloop demo",
+        )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    since = datetime.now(UTC)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opsloop", "serve", DEPLOYMENT, "--port", str(port)],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        with httpx.Client(timeout=10) as client:
+            while True:
+                if proc.poll() is not None:
+                    err = proc.stderr.read() if proc.stderr is not None else ""
+                    raise RuntimeError(f"opsloop serve exited: {err}")
+                try:
+                    if client.get(f"{url}/v2/health/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("opsloop serve did not become ready in 60 s")
+                time.sleep(0.1)
+            columns = list(x_test.columns)
+            rows = x_test.to_numpy().tolist()
+            latencies, answers = [], []
+            for i in range(REQUESTS):
+                row = rows[i % len(rows)]
+                body = {"dataframe_split": {"columns": columns, "data": [row]}}
+                t = time.perf_counter()
+                r = client.post(f"{url}/invocations", json=body)
+                latencies.append((time.perf_counter() - t) * 1000)
+                r.raise_for_status()
+                answers.append(r.json()["predictions"][0])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    expected = [rows[i % len(rows)] for i in range(REQUESTS)]
+    want = np.asarray(model.predict(pd.DataFrame(expected, columns=columns))).ravel()
+    agree = float((np.asarray(answers).ravel() == want).mean())
+    logged = len(serving.predictions(DEPLOYMENT, since=since))
+    pct = np.percentile(latencies, [50, 95, 99])
+    return {
+        "requests": REQUESTS,
+        "latency_ms": {50: float(pct[0]), 95: float(pct[1]), 99: float(pct[2])},
+        "agree": agree,
+        "logged": logged,
     }
