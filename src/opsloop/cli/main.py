@@ -13,6 +13,7 @@ from opsloop.cli import db as db_cmd
 from opsloop.cli import deploy as deploy_cmd
 from opsloop.cli import logs as logs_cmd
 from opsloop.cli import models as models_cmd
+from opsloop.cli import monitor as monitor_cmd
 from opsloop.cli import run as run_cmd
 from opsloop.cli import runs as runs_cmd
 from opsloop.cli import schedule as schedule_cmd
@@ -33,6 +34,7 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(schedule_cmd.app, name="schedule")
 app.add_typer(deploy_cmd.app, name="deploy")
 app.add_typer(logs_cmd.app, name="logs")
+app.add_typer(monitor_cmd.app, name="monitor")
 err = Console(stderr=True)
 
 
