@@ -209,8 +209,8 @@ def _numeric_plot(cref: ColumnRef, cur: cols.Column, name: str) -> str:
                 f"{float(edges[i]):.4g} to {float(edges[i + 1]):.4g}: "
                 f"{float(bin_c[i]) / total:.1%}</title></rect>"
             )
-    # Current values outside the reference's range, as shares (on the same scale as the
-    # tallest share bar, capped to the plot).
+    # Current values outside the reference's range: a bar at each end, its height twice
+    # the share (capped at the plot's), labelled with the share.
     for share, x0, label in (
         (below / ncur, PAD_LEFT, "below the reference's minimum"),
         (above / ncur, WIDTH - PAD_LEFT - side + 2, "above the reference's maximum"),
