@@ -19,7 +19,19 @@ over it at p50 on one connection; and the goal check last:
 * at 64 connections opsloop serves >= 10x MLflow's requests/s, with a lower p99;
 * opsloop's overhead over a bare ``model.predict`` of one row <= 1 ms at p50, 1 connection.
 
-    python bench/serving.py [--duration 10] [--connections 1,16,64]
+Then the cost of the prediction log: the same LogisticRegression registered in a store of
+the bench's own (``OPSLOOP_HOME`` in the bench's folder, ``opsloop.log_model``, alias
+``production``), two deployments following that alias (``opsloop.serving.deploy``), one
+with the setting ``log_predictions`` true and one with it false, each served by ``opsloop
+serve DEPLOYMENT`` (one worker) and loaded by ``wrk`` on ``/invocations`` at 1 and 64
+connections, the same duration as above (both servers up at once, three runs at each
+connection count alternating between them, the median kept). It prints requests/s and
+p50/p99 for both, the rows the logging one wrote (read back from the log after it
+stops), and last the ratio of requests/s at 64 connections, logging on over off:
+
+* prediction logging on costs <= 10% of throughput: on/off >= 0.90.
+
+    python bench/serving.py [--duration 10] [--connections 1,16,64] [--only logging]
 """
 
 from __future__ import annotations
@@ -42,6 +54,8 @@ import orjson
 
 GOAL_RATIO = 10.0
 GOAL_OVERHEAD_MS = 1.0
+GOAL_LOGGING = 0.90
+LOGGING_CONNECTIONS = [1, 64]
 
 
 @dataclass
@@ -169,7 +183,13 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     ap.add_argument("--connections", default="1,16,64")
     ap.add_argument("--skip-mlflow", action="store_true")
+    ap.add_argument(
+        "--only",
+        choices=["logging"],
+        help="run only this case (logging: a deployment with the prediction log on and off)",
+    )
     args = ap.parse_args()
+    only_logging = args.only == "logging"
     connections = [int(c) for c in args.connections.split(",")]
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
@@ -185,6 +205,13 @@ def main() -> None:
     row = X.head(1)
 
     work = Path(tempfile.mkdtemp(prefix="opsloop-bench-serving-"))
+    # The deployments' store: the bench's own, for this process and the servers it starts.
+    os.environ["OPSLOOP_HOME"] = str(work / "home")
+    os.environ.pop("OPSLOOP_DATABASE_URL", None)
+    os.environ.pop("OPSLOOP_ARTIFACTS", None)
+    metrics = ""
+    logging_results: list[Result] = []
+    logged_rows = 0
     try:
         folder = work / "cancer"
         mlflow.sklearn.save_model(clf, str(folder), input_example=X.head(5))
@@ -227,7 +254,7 @@ def main() -> None:
         )
 
         results: list[Result] = []
-        if not args.skip_mlflow:
+        if not args.skip_mlflow and not only_logging:
             port = free_port()
             log = work / "mlflow.log"
             with open(log, "wb") as out:
@@ -269,51 +296,62 @@ def main() -> None:
             finally:
                 stop(proc)
 
-        port = free_port()
-        log = work / "opsloop.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "opsloop.cli.main",
-                    "serve",
-                    str(folder),
-                    "--port",
-                    str(port),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_ready(url + "/v2/health/ready", proc, log)
-            for path, body in (("/invocations", split), ("/v2/models/cancer/infer", v2)):
-                check = httpx.post(
-                    url + path, content=body, headers={"content-type": "application/json"}
+        if not only_logging:
+            port = free_port()
+            log = work / "opsloop.log"
+            with open(log, "wb") as out:
+                proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "opsloop.cli.main",
+                        "serve",
+                        str(folder),
+                        "--port",
+                        str(port),
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
                 )
-                assert check.status_code == 200, check.text
-            results += bench_server(
-                "opsloop",
-                url,
-                {
-                    "/invocations": ("/invocations", split_lua),
-                    "v2 infer": ("/v2/models/cancer/infer", v2_lua),
-                },
-                connections,
-                args.duration,
-            )
-            metrics = httpx.get(url + "/metrics").text
-        finally:
-            stop(proc)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                wait_ready(url + "/v2/health/ready", proc, log)
+                for path, body in (("/invocations", split), ("/v2/models/cancer/infer", v2)):
+                    check = httpx.post(
+                        url + path, content=body, headers={"content-type": "application/json"}
+                    )
+                    assert check.status_code == 200, check.text
+                results += bench_server(
+                    "opsloop",
+                    url,
+                    {
+                        "/invocations": ("/invocations", split_lua),
+                        "v2 infer": ("/v2/models/cancer/infer", v2_lua),
+                    },
+                    connections,
+                    args.duration,
+                )
+                metrics = httpx.get(url + "/metrics").text
+            finally:
+                stop(proc)
+        logging_results, logged_rows = bench_logging(
+            work, clf, X.head(5), split, split_lua, args.duration
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    batches = _batch_summary(metrics)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"\nload average at the end (1, 5, 15 min; the machine has {os.cpu_count()} cores): {load}"
     )
+    if results:
+        _summary(results, connections, bare_ms, metrics)
+    if logging_results:
+        _logging_summary(logging_results, logged_rows)
+
+
+def _summary(results: list[Result], connections: list[int], bare_ms: float, metrics: str) -> None:
+    batches = _batch_summary(metrics)
     print()
     print(
         f"{'server':8} {'endpoint':12} {'conns':>5} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}"
@@ -364,6 +402,109 @@ def main() -> None:
             f"req/s = {ratio:.1f}x{v2_part}, p99 {mine.p99_ms:.1f} ms vs {theirs.p99_ms:.1f} ms "
             f"(goal >= {GOAL_RATIO:g}x with a lower p99: {'met' if ok else 'NOT met'})"
         )
+
+
+def bench_logging(
+    work: Path, clf: object, example: object, body: bytes, script: Path, duration: float
+) -> tuple[list[Result], int]:
+    """The prediction log's cost: ``opsloop serve DEPLOYMENT`` with ``log_predictions``
+    on and off, on the bench's store; returns the results and the rows logged."""
+    import opsloop
+    from opsloop import serving
+
+    opsloop.log_model(clf, "cancer", input_example=example, alias="production")
+    for name, on in (("cancer-log-off", False), ("cancer-log-on", True)):
+        serving.deploy(
+            name,
+            "models:/cancer@production",
+            settings={"log_predictions": on},
+            reason="bench/serving.py: the prediction log's cost",
+        )
+    # Both servers up at once (the idle one costs nothing), the runs alternating between
+    # them, three per connection count, the median kept: the load of other work on a
+    # shared machine drifts over minutes, and one run of each in turn would be its ratio.
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    try:
+        for name, label in (("cancer-log-off", "log off"), ("cancer-log-on", "log on")):
+            port = free_port()
+            log = work / f"{name}.log"
+            with open(log, "wb") as out:
+                servers[label] = (
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "opsloop.cli.main",
+                            "serve",
+                            name,
+                            "--port",
+                            str(port),
+                        ],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    ),
+                    f"http://127.0.0.1:{port}/invocations",
+                )
+            wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", servers[label][0], log)
+            check = httpx.post(
+                servers[label][1], content=body, headers={"content-type": "application/json"}
+            )
+            assert check.status_code == 200, check.text
+            run_wrk(servers[label][1], script, 4, 1.0)  # warm up
+        results: list[Result] = []
+        for c in LOGGING_CONNECTIONS:
+            runs: dict[str, list[tuple[float, float, float, int]]] = {k: [] for k in servers}
+            for i in range(3):
+                for label in sorted(servers, reverse=i % 2 == 1):
+                    runs[label].append(run_wrk(servers[label][1], script, c, duration))
+            for label, got in runs.items():
+                # 1 connection: the run of the median p50; 64: of the median requests/s
+                rps, p50, p99, errors = sorted(got, key=lambda r: r[1 if c == 1 else 0])[1]
+                results.append(Result(label, "/invocations", c, rps, p50, p99, errors))
+                print(
+                    f"  {label:8} c={c:<3} {rps:10.1f} req/s   p50 {p50:8.2f} ms   "
+                    f"p99 {p99:8.2f} ms   errors {errors}   (req/s of the three: "
+                    + ", ".join(f"{r[0]:.0f}" for r in got)
+                    + ")",
+                    flush=True,
+                )
+    finally:
+        for proc, _url in servers.values():
+            stop(proc)  # SIGTERM: the last segment is flushed
+    logged = len(serving.predictions("cancer-log-on"))
+    try:
+        unlogged = len(serving.predictions("cancer-log-off"))
+    except Exception:  # no segment at all: nothing was logged
+        unlogged = 0
+    assert unlogged == 0, f"log_predictions false still logged {unlogged} rows"
+    return results, logged
+
+
+def _logging_summary(results: list[Result], logged_rows: int) -> None:
+    print(
+        f"\n{'deployment':10} {'conns':>5} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}"
+    )
+    for r in results:
+        print(
+            f"{r.server:10} {r.connections:>5} {r.rps:>10.1f} {r.p50_ms:>9.2f} {r.p99_ms:>9.2f} "
+            f"{r.errors:>7}"
+        )
+    print(f"rows in the prediction log of the logging deployment: {logged_rows}")
+    by = {(r.server, r.connections): r for r in results}
+    one_on, one_off = by.get(("log on", 1)), by.get(("log off", 1))
+    if one_on and one_off:
+        print(
+            f"1 connection: p50 {one_on.p50_ms:.2f} ms on vs {one_off.p50_ms:.2f} ms off, "
+            f"p99 {one_on.p99_ms:.2f} ms vs {one_off.p99_ms:.2f} ms"
+        )
+    top = max(LOGGING_CONNECTIONS)
+    on, off = by[("log on", top)], by[("log off", top)]
+    ratio = on.rps / off.rps
+    print(
+        f"prediction logging at {top} connections: on {on.rps:.0f} req/s / off {off.rps:.0f} "
+        f"req/s = {ratio:.3f}, p99 {on.p99_ms:.1f} ms vs {off.p99_ms:.1f} ms "
+        f"(goal >= {GOAL_LOGGING:.2f}: {'met' if ratio >= GOAL_LOGGING else 'NOT met'})"
+    )
 
 
 def _batch_summary(metrics: str) -> str:

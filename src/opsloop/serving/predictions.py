@@ -43,6 +43,7 @@ import io
 import json
 import logging
 import math
+import operator
 import threading
 import time
 import weakref
@@ -304,6 +305,11 @@ class PredictionWriter:
                 self.stats.flush_errors += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 raise
+            # Freed a chunk at a time: the last reference to 10,000 requests' inputs
+            # dropped at once frees them in one C call (~40 ms for 30 arrays a row) that
+            # no other thread can interrupt, a stall of every request in flight.
+            while batch:
+                del batch[-CHUNK_ROWS:]
             return written
 
     def _write(self, batch: list[_Record]) -> int:
@@ -488,7 +494,26 @@ def _records_table(records: Sequence[_Record]) -> tuple[pa.Table, list[str], lis
     lat: list[float] = []
     in_rows: list[Any] = []
     out_rows: list[Any] = []
-    for _dep, _ver, rid, inputs, outputs, latency, stamp, _shadow in records:
+    in_cols: list[tuple[str, pa.Array]] | None = None
+    out_cols: list[tuple[str, pa.Array]] | None = None
+    fast = _array_columns([r[3] for r in records])
+    if fast is not None:
+        # What the server logs: every request a dict of the same columns, 1-D arrays.
+        in_cols, counts = fast
+        out_fast = _array_columns([{OUTPUT: r[4]} for r in records], counts)
+        out_cols = None if out_fast is None else out_fast[0]
+        for (_dep, _ver, rid, _in, outputs, latency, stamp, _shadow), n in zip(
+            records, counts, strict=True
+        ):
+            if not n:
+                continue
+            if out_cols is None:
+                out_rows.extend(_out_rows(outputs, n, rid))
+            req.extend([rid] * n)
+            row.extend(range(n))
+            stamps.extend([stamp if type(stamp) is float else _seconds(stamp)] * n)
+            lat.extend([float(latency)] * n)
+    for _dep, _ver, rid, inputs, outputs, latency, stamp, _shadow in () if fast else records:
         if type(inputs) is dict and (not inputs or not _is_seq(next(iter(inputs.values())))):
             in_rows.append(inputs)  # the common case: one row
             n = 1
@@ -526,11 +551,61 @@ def _records_table(records: Sequence[_Record]) -> tuple[pa.Table, list[str], lis
         (in_rows, inputs_named, "input."),
         (out_rows, outputs_named, "output."),
     ):
-        for key, column in _struct_columns(rows):
+        given = in_cols if rows is in_rows else out_cols
+        columns = given if given is not None else _struct_columns(rows)
+        for key, column in columns:
             name = prefix + key if key in RESERVED or key in arrays else key
             arrays[name] = column
             names.append(name)
     return pa.table(arrays), inputs_named, outputs_named
+
+
+# The dtypes whose arrays are stored as their ``tolist()`` values would be: (kind, Arrow type).
+_FAST_KINDS = {"b": "bool", "i": "int64", "u": "int64", "f": "float64"}
+_NDIM = operator.attrgetter("ndim")
+_DTYPE = operator.attrgetter("dtype")
+
+
+def _array_columns(
+    values: list[Any], counts: list[int] | None = None
+) -> tuple[list[tuple[str, pa.Array]], list[int]] | None:
+    """Dicts of columns (the same names in each) whose values are 1-D numpy arrays of a
+    number or bool dtype, as one Arrow column per name, and each dict's row count; None
+    for anything else (or rows of other counts than ``counts``), which takes the row-dict
+    path. The column's type is the one the row-dict path gives the arrays' ``tolist()``
+    values, at the cost of one ``np.concatenate`` per column instead of a Python object
+    per value (~40 µs of the GIL per 30-column row)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if not values or type(values[0]) is not dict or not values[0]:
+        return None
+    keys = tuple(values[0])
+    if not all(type(k) is str for k in keys) or any(
+        type(v) is not dict or tuple(v) != keys for v in values
+    ):
+        return None
+    sizes = counts
+    columns = []
+    for key in keys:
+        part = [v[key] for v in values]
+        if set(map(type, part)) != {np.ndarray} or set(map(_NDIM, part)) != {1}:
+            return None
+        dtypes = set(map(_DTYPE, part))
+        if len(dtypes) != 1:
+            return None  # mixed dtypes: the row-dict path decides
+        dtype = dtypes.pop()
+        if dtype.kind not in _FAST_KINDS or (dtype.kind == "u" and dtype.itemsize >= 8):
+            return None  # not a number, or a uint64 that may not fit an int64
+        lengths = list(map(len, part))
+        if sizes is None:
+            sizes = lengths
+        elif lengths != sizes:
+            return None
+        data = np.concatenate(part).astype(_FAST_KINDS[dtype.kind], copy=False)
+        columns.append((key, pa.array(data)))
+    assert sizes is not None
+    return columns, sizes
 
 
 def _chunked_table(records: Sequence[_Record]) -> tuple[pa.Table, list[str], list[str]]:
