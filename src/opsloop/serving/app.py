@@ -255,32 +255,11 @@ class ServingApp:
         started = time.perf_counter()
         status = 200
         try:
-            header_length = None
-            for key, value in scope["headers"]:
-                if key == b"inference-header-content-length":
-                    try:
-                        header_length = int(value)
-                    except ValueError:
-                        raise InvalidInput(
-                            "Inference-Header-Content-Length must be an integer."
-                        ) from None
+            header_length = v2_header_length(scope)
             body = await self._read_body(scope, receive)
             req = codec.decode_v2(body, entry.model.inputs, header_length)
             outputs = await entry.batcher.submit(req.rows)
-            model = entry.model
-            data, json_length = codec.encode_v2(model.name, model.version, req, outputs)
-            headers = (
-                [(b"inference-header-content-length", str(json_length).encode())]
-                if json_length is not None
-                else []
-            )
-            await _respond(
-                send,
-                200,
-                data,
-                _JSON if json_length is None else b"application/octet-stream",
-                headers,
-            )
+            await respond_v2(send, entry.model, req, outputs, [])
         except Exception as exc:
             status = await self._fail(entry, send, exc)
         entry.metrics.answered("v2", status, time.perf_counter() - started)
@@ -290,10 +269,7 @@ class ServingApp:
         started = time.perf_counter()
         status = 200
         try:
-            content_type = ""
-            for key, value in scope["headers"]:
-                if key == b"content-type":
-                    content_type = value.decode("latin-1")
+            content_type = request_content_type(scope)
             body = await self._read_body(scope, receive)
             rows = codec.decode_invocations(body, content_type, entry.model.inputs)
             outputs = await entry.batcher.submit(rows)
@@ -398,6 +374,48 @@ async def _drain(receive: Receive, cap: int) -> None:
         seen += len(message.get("body", b""))
         if not message.get("more_body"):
             return
+
+
+def v2_header_length(scope: Scope) -> int | None:
+    """The JSON part's length of a V2 request with binary tensors (the
+    ``Inference-Header-Content-Length`` header), None without it."""
+    for key, value in scope["headers"]:
+        if key == b"inference-header-content-length":
+            try:
+                return int(value)
+            except ValueError:
+                raise InvalidInput("Inference-Header-Content-Length must be an integer.") from None
+    return None
+
+
+def request_content_type(scope: Scope) -> str:
+    """The request's Content-Type (empty when it has none)."""
+    content_type = ""
+    for key, value in scope["headers"]:
+        if key == b"content-type":
+            content_type = value.decode("latin-1")
+    return content_type
+
+
+async def respond_v2(
+    send: Send,
+    model: ServedModel,
+    req: codec.V2Request,
+    outputs: codec.Outputs,
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    """Answer a V2 infer request: JSON, or with binary outputs when they were asked for
+    (their JSON part's length in ``Inference-Header-Content-Length``)."""
+    data, json_length = codec.encode_v2(model.name, model.version, req, outputs)
+    if json_length is not None:
+        headers = [*headers, (b"inference-header-content-length", str(json_length).encode())]
+    await _respond(
+        send,
+        200,
+        data,
+        _JSON if json_length is None else b"application/octet-stream",
+        headers,
+    )
 
 
 async def _respond(

@@ -52,7 +52,7 @@ from typing import Any, Final
 import orjson
 from prometheus_client import Gauge
 
-from opsloop.errors import InvalidInput, NotFound
+from opsloop.errors import NotFound
 from opsloop.serving import codec
 from opsloop.serving.app import (
     _JSON,
@@ -64,6 +64,9 @@ from opsloop.serving.app import (
     _Entry,
     _respond,
     _version_order,
+    request_content_type,
+    respond_v2,
+    v2_header_length,
     warm_up,
 )
 from opsloop.serving.deployments import DeploymentService
@@ -376,15 +379,7 @@ class DeploymentApp(ServingApp):
         status = 200
         pinned = "/versions/" in scope["path"]
         try:
-            header_length = None
-            for key, value in scope["headers"]:
-                if key == b"inference-header-content-length":
-                    try:
-                        header_length = int(value)
-                    except ValueError:
-                        raise InvalidInput(
-                            "Inference-Header-Content-Length must be an integer."
-                        ) from None
+            header_length = v2_header_length(scope)
             body = await self._read_body(scope, receive)
             schema = entry.model.inputs
             req = codec.decode_v2(body, schema, header_length)
@@ -396,18 +391,7 @@ class DeploymentApp(ServingApp):
                     req = codec.decode_v2(body, schema, header_length)
             req.id = rid
             outputs = await entry.batcher.submit(req.rows)
-            model = entry.model
-            data, json_length = codec.encode_v2(model.name, model.version, req, outputs)
-            headers = _id_header(rid)
-            if json_length is not None:
-                headers.append((b"inference-header-content-length", str(json_length).encode()))
-            await _respond(
-                send,
-                200,
-                data,
-                _JSON if json_length is None else b"application/octet-stream",
-                headers,
-            )
+            await respond_v2(send, entry.model, req, outputs, _id_header(rid))
             rows = req.rows
 
             def decode(s: InputSchema) -> codec.Rows:
@@ -428,10 +412,7 @@ class DeploymentApp(ServingApp):
         rid = _header_id(scope) or uuid.uuid4().hex
         entry = state.entries[str(state.resolved.route(rid).version)]
         try:
-            content_type = ""
-            for key, value in scope["headers"]:
-                if key == b"content-type":
-                    content_type = value.decode("latin-1")
+            content_type = request_content_type(scope)
             body = await self._read_body(scope, receive)
             rows = codec.decode_invocations(body, content_type, entry.model.inputs)
             outputs = await entry.batcher.submit(rows)
