@@ -19,6 +19,7 @@ from pathlib import Path
 
 from opsloop.core.config import Settings
 from opsloop.errors import InvalidInput
+from opsloop.store.blobs import sha256_file
 
 CHUNK = 4 << 20
 _lock = threading.Lock()
@@ -42,14 +43,6 @@ def _db() -> sqlite3.Connection:
         return conn
 
 
-def _hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_digest(path: Path) -> str:
     """The SHA-256 of a file's bytes (from the remembered hash while its size, mtime and
     inode are unchanged).
@@ -67,7 +60,7 @@ def file_digest(path: Path) -> str:
     ).fetchone()
     if row is not None and tuple(row[:3]) == (st.st_size, st.st_mtime_ns, st.st_ino):
         return str(row[3])
-    sha = _hash_file(Path(full))
+    sha = sha256_file(full, CHUNK)
     after = os.stat(full)
     if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
         raise InvalidInput(f"{full} changed while it was being hashed; run the pipeline again")

@@ -111,7 +111,7 @@ class BlobStore:
             try:
                 shutil.copyfile(local_path, spool)
                 # The file may have changed between hashing and copying: hash the copy.
-                if _sha_file(spool) != sha:
+                if sha256_file(spool) != sha:
                     raise IntegrityError(
                         f"{local_path} changed while it was being stored; try again"
                     )
@@ -191,9 +191,15 @@ class BlobStore:
         return self._obj(sha) if self.is_local else None
 
 
-def _sha_file(path: str) -> str:
+def sha256_file(path: str | os.PathLike[str], chunk_size: int = CHUNK) -> str:
+    """The SHA-256 of a file's bytes, read in chunks.
+
+    Example::
+
+        sha256_file("data/raw.csv")      # '9f86d081884c7d65...'
+    """
     h = hashlib.sha256()
     with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
+        while chunk := fh.read(chunk_size):
             h.update(chunk)
     return h.hexdigest()
