@@ -19,10 +19,8 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from typing import Any
@@ -36,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opsloop.errors import OpsloopError
 from opsloop.server.api_v1 import router as api_v1_router
+from opsloop.server.background import lifespan_for
 from opsloop.server.mlflow_compat import mlflow_routes
 from opsloop.server.responses import error_body, error_response
 from opsloop.server.services import Services
@@ -158,29 +157,6 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
-def _scheduler_lifespan(
-    store: Store,
-) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
-    """Run the pipeline scheduler while the app serves (unless ``OPSLOOP_SCHEDULER=0``);
-    with several workers each runs one and a lease in the database picks who acts."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from opsloop.pipelines.scheduling.scheduler import Scheduler, enabled_by_env
-
-        scheduler = Scheduler.from_env(store) if enabled_by_env() else None
-        app.state.scheduler = scheduler
-        if scheduler is not None:
-            scheduler.start()
-        try:
-            yield
-        finally:
-            if scheduler is not None:
-                scheduler.stop()
-
-    return lifespan
-
-
 def create_app(store: Store | None = None) -> FastAPI:
     """The server app on ``store`` (default: the store the environment names)."""
     services = Services.open(store if store is not None else default_store())
@@ -197,7 +173,7 @@ def create_app(store: Store | None = None) -> FastAPI:
             StarletteHTTPException: _on_http_error,
             RequestValidationError: _on_validation_error,
         },
-        lifespan=_scheduler_lifespan(services.store),
+        lifespan=lifespan_for(services.store),
     )
     app.state.services = services
     app.add_middleware(CatchUnexpected)

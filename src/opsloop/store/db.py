@@ -25,7 +25,7 @@ from opsloop.errors import InvalidInput, Unavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration; start-up compares the database with it before loading Alembic.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0008"
 
 _WRITE = "opsloop_write"
 

@@ -474,3 +474,27 @@ prediction_label_segments = Table(
     Column("creation_time", BigInteger, nullable=False),
     Index("ix_prediction_label_segments_max", "deployment", "max_time"),
 )
+
+# Events: what a part raises for others to act on — a monitor's alert, a detector's
+# anomaly, a forecast breach — one row each, queried by kind, subject and time. The
+# automation part turns them into incidents and actions. ``payload`` is JSON.
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    Column("event_time", BigInteger, nullable=False),
+    Column("kind", String(100), nullable=False),
+    Column("source", String(MAX_NAME_LENGTH), nullable=False),
+    Column("subject", String(MAX_NAME_LENGTH), nullable=True),
+    Column("severity", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("payload", Text, nullable=False, default="{}"),
+    Index("ix_events_time", "event_time"),
+    Index("ix_events_kind", "kind", "event_time"),
+    Index("ix_events_subject", "subject", "event_time"),
+)
+
+# Each part's own tables live in a module of its own (one owner each), on this metadata.
+from opsloop.store import tables_logs as tables_logs  # noqa: E402
+from opsloop.store import tables_monitoring as tables_monitoring  # noqa: E402
+from opsloop.store import tables_signals as tables_signals  # noqa: E402

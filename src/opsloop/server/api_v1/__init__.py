@@ -9,7 +9,16 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from opsloop.server.api_v1 import deployments, registry, schedules, tracking
+from opsloop.server.api_v1 import (
+    deployments,
+    events,
+    logs,
+    monitors,
+    registry,
+    schedules,
+    signals,
+    tracking,
+)
 from opsloop.server.api_v1.models import Error
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -23,5 +32,9 @@ router.include_router(tracking.router)
 router.include_router(registry.router)
 router.include_router(schedules.router)
 router.include_router(deployments.router)
+router.include_router(events.router)
+router.include_router(monitors.router)
+router.include_router(signals.router)
+router.include_router(logs.router)
 
 __all__ = ["router"]
