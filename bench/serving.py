@@ -31,6 +31,13 @@ stops), and last the ratio of requests/s at 64 connections, logging on over off:
 
 * prediction logging on costs <= 10% of throughput: on/off >= 0.90.
 
+On a machine that other work loads, requests/s over 10 s swing by +-30% from run to run,
+more than the log costs. So the bench also reads each server's CPU time (user + system,
+all its threads, from /proc) around every 64-connection run and prints the CPU time per
+request, on and off (the median of the three runs), and their ratio off/on: what the
+ratio of requests/s is when the server has its core to itself. Other processes' load
+moves that figure much less, since it counts only the server's own work.
+
     python bench/serving.py [--duration 10] [--connections 1,16,64] [--only logging]
 """
 
@@ -143,6 +150,12 @@ def run_wrk(
     return rps, p50, p99, errors
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system, every thread), from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def lua(path: Path, body: bytes) -> Path:
     text = body.decode()
     assert "]==]" not in text
@@ -212,6 +225,7 @@ def main() -> None:
     metrics = ""
     logging_results: list[Result] = []
     logged_rows = 0
+    logging_cpu: dict[str, float] = {}
     try:
         folder = work / "cancer"
         mlflow.sklearn.save_model(clf, str(folder), input_example=X.head(5))
@@ -334,7 +348,7 @@ def main() -> None:
                 metrics = httpx.get(url + "/metrics").text
             finally:
                 stop(proc)
-        logging_results, logged_rows = bench_logging(
+        logging_results, logged_rows, logging_cpu = bench_logging(
             work, clf, X.head(5), split, split_lua, args.duration
         )
     finally:
@@ -347,7 +361,7 @@ def main() -> None:
     if results:
         _summary(results, connections, bare_ms, metrics)
     if logging_results:
-        _logging_summary(logging_results, logged_rows)
+        _logging_summary(logging_results, logged_rows, logging_cpu)
 
 
 def _summary(results: list[Result], connections: list[int], bare_ms: float, metrics: str) -> None:
@@ -406,9 +420,10 @@ def _summary(results: list[Result], connections: list[int], bare_ms: float, metr
 
 def bench_logging(
     work: Path, clf: object, example: object, body: bytes, script: Path, duration: float
-) -> tuple[list[Result], int]:
+) -> tuple[list[Result], int, dict[str, float]]:
     """The prediction log's cost: ``opsloop serve DEPLOYMENT`` with ``log_predictions``
-    on and off, on the bench's store; returns the results and the rows logged."""
+    on and off, on the bench's store; returns the results, the rows logged and the
+    server's CPU time per request (µs) at the most connections, by label."""
     import opsloop
     from opsloop import serving
 
@@ -452,11 +467,25 @@ def bench_logging(
             assert check.status_code == 200, check.text
             run_wrk(servers[label][1], script, 4, 1.0)  # warm up
         results: list[Result] = []
+        cpu_per_request: dict[str, list[float]] = {k: [] for k in servers}
         for c in LOGGING_CONNECTIONS:
             runs: dict[str, list[tuple[float, float, float, int]]] = {k: [] for k in servers}
             for i in range(3):
                 for label in sorted(servers, reverse=i % 2 == 1):
-                    runs[label].append(run_wrk(servers[label][1], script, c, duration))
+                    pid = servers[label][0].pid
+                    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+                    run = run_wrk(servers[label][1], script, c, duration)
+                    cpu, elapsed = cpu_seconds(pid) - cpu0, time.monotonic() - t0
+                    runs[label].append(run)
+                    if c == max(LOGGING_CONNECTIONS) and run[0] > 0:
+                        # requests/s x the run's length (wrk's own: its -d, rounded)
+                        requests = run[0] * max(1, round(duration))
+                        cpu_per_request[label].append(cpu / requests * 1e6)
+                        print(
+                            f"  {label:8} c={c:<3} CPU {cpu:.2f} s in {elapsed:.1f} s: "
+                            f"{cpu / requests * 1e6:.1f} us/request",
+                            flush=True,
+                        )
             for label, got in runs.items():
                 # 1 connection: the run of the median p50; 64: of the median requests/s
                 rps, p50, p99, errors = sorted(got, key=lambda r: r[1 if c == 1 else 0])[1]
@@ -477,10 +506,11 @@ def bench_logging(
     except Exception:  # no segment at all: nothing was logged
         unlogged = 0
     assert unlogged == 0, f"log_predictions false still logged {unlogged} rows"
-    return results, logged
+    cpu_median = {k: statistics.median(v) for k, v in cpu_per_request.items() if v}
+    return results, logged, cpu_median
 
 
-def _logging_summary(results: list[Result], logged_rows: int) -> None:
+def _logging_summary(results: list[Result], logged_rows: int, cpu: dict[str, float]) -> None:
     print(
         f"\n{'deployment':10} {'conns':>5} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}"
     )
@@ -500,6 +530,14 @@ def _logging_summary(results: list[Result], logged_rows: int) -> None:
     top = max(LOGGING_CONNECTIONS)
     on, off = by[("log on", top)], by[("log off", top)]
     ratio = on.rps / off.rps
+    if "log on" in cpu and "log off" in cpu:
+        cpu_on, cpu_off = cpu["log on"], cpu["log off"]
+        print(
+            f"server CPU per request at {top} connections (median of three): on {cpu_on:.1f} "
+            f"us, off {cpu_off:.1f} us: off/on = {cpu_off / cpu_on:.3f} (the requests/s ratio "
+            f"of a server with its core to itself; goal >= {GOAL_LOGGING:.2f}: "
+            f"{'met' if cpu_off / cpu_on >= GOAL_LOGGING else 'NOT met'})"
+        )
     print(
         f"prediction logging at {top} connections: on {on.rps:.0f} req/s / off {off.rps:.0f} "
         f"req/s = {ratio:.3f}, p99 {on.p99_ms:.1f} ms vs {off.p99_ms:.1f} ms "

@@ -102,6 +102,13 @@ def test_deploy_commands(registry: RegistryService) -> None:
     assert isinstance(_refused("deploy", "show", "missing"), NotFound)
     assert "x" not in _ok("deploy", "ls").split()  # nothing half-written
 
+    _ok("deploy", "update", "pinned", "--set", "port=18099")
+    shown = _ok("deploy", "show", "pinned")
+    assert "server: port 18099, not running" in shown  # no opsloop server runs here
+    assert "deleted" in _ok("deploy", "delete", "pinned", "-m", "gone")
+    assert "pinned" not in _ok("deploy", "ls")
+    assert isinstance(_refused("deploy", "delete", "pinned"), NotFound)
+
 
 def test_errors_exit_with_their_code(registry: RegistryService) -> None:
     import subprocess

@@ -343,3 +343,32 @@ def test_routing_by_request_id(svc: DeploymentService) -> None:
     assert routed == [svc.resolve("d").route(rid).version for rid in ids]  # sticky
     svc.update("d", canary=None)
     assert {svc.resolve("d").route(rid).version for rid in ids} == {1}
+
+
+def test_delete_and_server_settings(svc: DeploymentService, store: Store) -> None:
+    from opsloop.store.events import list_events
+
+    svc.create("d", "churn", version=1, settings={"port": 18080, "host": "0.0.0.0"})
+    svc.create("e", "churn", version=2)
+    for settings, error, words in [
+        ({"port": 18080}, Conflict, "deployment 'd'"),
+        ({"port": 0}, InvalidInput, "port"),
+        ({"port": 65536}, InvalidInput, "port"),
+        ({"port": "8080"}, InvalidInput, "port"),
+        ({"host": "a b"}, InvalidInput, "host"),
+        ({"host": 1}, InvalidInput, "host"),
+    ]:
+        with pytest.raises(error) as info:
+            svc.update("e", settings=settings)
+        assert words in info.value.message, (settings, info.value.message)
+    assert svc.resolve("e").settings["port"] is None  # unset: not managed
+    with pytest.raises(NotFound):
+        svc.delete("nope")
+    before = _counts(store)
+    svc.delete("d", who="ana", reason="retired")
+    assert _counts(store) == (before[0] - 1, before[1] - 1)  # its one event went with it
+    assert not svc.exists("d")
+    (event,) = [e for e in list_events(store.db, kind="deployment.deleted") if e.subject == "d"]
+    assert event.payload["who"] == "ana" and event.payload["reason"] == "retired"
+    assert "deleted by ana: retired" in event.message
+    assert svc.update("e", settings={"port": 18080}).settings == {"port": 18080}  # port freed

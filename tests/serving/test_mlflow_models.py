@@ -1,8 +1,9 @@
 """Models the stock ``mlflow`` client saved serve like opsloop's own: scikit-learn in
 cloudpickle, and a ``PythonModel`` pyfunc.
 
-The app runs in-process behind httpx's ASGI transport: the server process itself is
-covered in test_serve.py.
+The app runs in-process behind httpx's ASGI transport, but for one ``opsloop serve PATH``
+process of a folder the stock client saved (the server process is covered in
+test_serve.py).
 """
 
 from __future__ import annotations
@@ -94,3 +95,39 @@ def test_mlflow_python_model_serves(frame: pd.DataFrame, tmp_path: Path) -> None
         ask(app, "POST", "/invocations", json={"instances": [[1.0, 0.0]]}).json()["predictions"],
         [2.0],
     )
+
+
+def test_opsloop_serve_path_of_a_folder_the_stock_client_saved(
+    frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    """``opsloop serve PATH`` of a local MLmodel folder, as ``mlflow models serve -m PATH``;
+    at the default body limit a 100 MB body gets a 413 saying so, and the server goes on."""
+    import mlflow.sklearn
+
+    from tests.serving.serve_helpers import start_serve, stop_serve
+
+    clf = LogisticRegression().fit(frame, [0, 0, 1, 1])
+    path = tmp_path / "clf-folder"
+    mlflow.sklearn.save_model(
+        clf, str(path), serialization_format="cloudpickle", input_example=frame.head(2)
+    )
+    served = start_serve([str(path)], tmp_path / "serve.log")
+    try:
+        body = {"dataframe_split": frame.to_dict(orient="split")}
+        r = httpx.post(f"{served.url}/invocations", json=body)
+        assert r.status_code == 200 and r.json() == {"predictions": clf.predict(frame).tolist()}
+        assert r.headers["x-model-version"] and r.headers["x-request-id"]
+        meta = httpx.get(f"{served.url}/v2/models/clf-folder").json()
+        assert [i["name"] for i in meta["inputs"]] == ["a", "b"]
+        big = b'{"instances": [' + b" " * (100 * 1024 * 1024) + b"]}"
+        r = httpx.post(
+            f"{served.url}/invocations",
+            content=big,
+            headers={"content-type": "application/json"},
+            timeout=60,
+        )
+        assert r.status_code == 413 and "100 MB" in r.json()["error"], r.text
+        assert "--max-body-mb" in r.json()["error"]
+        assert httpx.post(f"{served.url}/invocations", json=body).status_code == 200
+    finally:
+        stop_serve(served)

@@ -20,7 +20,13 @@ import pytest
 import sqlalchemy as sa
 
 from opsloop.errors import IntegrityError, InvalidInput, NotFound
-from opsloop.serving.predictions import PredictionLog, PredictionWriter, keep, to_seconds
+from opsloop.serving.predictions import (
+    ColumnBlock,
+    PredictionLog,
+    PredictionWriter,
+    keep,
+    to_seconds,
+)
 from opsloop.store import Store
 from opsloop.store.tables import prediction_label_segments, prediction_segments
 
@@ -84,6 +90,29 @@ def test_logged_predictions_read_back(store: Store) -> None:
     paths = [s.artifact_path for s in plog.segments("churn", shadow=None)]
     assert sorted(p.split("/")[2] for p in paths) == ["v1-served", "v2-served", "v3-shadow"]
     assert all(store.artifacts.get_bytes(p)[:4] == b"PAR1" for p in paths)
+
+
+def test_column_blocks_read_back_as_columns(store: Store) -> None:
+    """What the inference server logs for a block of columns: read back like a dict of
+    columns, also mixed with dicts or with blocks of another dtype in one flush."""
+    names = ("a", "b")
+    with PredictionWriter(store, start=False) as w:
+        w.log("blk", 1, "f1", ColumnBlock(names, np.array([[1.5, 2.5]])), np.array([1]), 1.0, T0)
+        w.log("blk", 1, "f2", ColumnBlock(names, np.array([[3.0, 4.0], [5.0, 6.0]])),
+              np.array([0, 1]), 1.0, T0 + 1)  # fmt: skip
+        assert w.flush() == 3
+        w.log("blk", 1, "i1", ColumnBlock(names, np.array([[7, 8]])), np.array([1]), 1.0, T0 + 2)
+        w.log("blk", 1, "d1", {"a": np.array([9.0]), "b": np.array([10.0])}, np.array([0]),
+              1.0, T0 + 3)  # fmt: skip
+        assert w.flush() == 2
+    df = PredictionLog(store).read("blk")
+    assert df["request_id"].tolist() == ["f1", "f2", "f2", "i1", "d1"]
+    assert df["row"].tolist() == [0, 0, 1, 0, 0]
+    assert df["a"].tolist() == [1.5, 3.0, 5.0, 7.0, 9.0]
+    assert df["b"].tolist() == [2.5, 4.0, 6.0, 8.0, 10.0]
+    assert df["prediction"].tolist() == [1, 0, 1, 1, 0]
+    with pytest.raises(InvalidInput, match="2-D array of 2 columns"):
+        ColumnBlock(names, np.array([1.0, 2.0]))
 
 
 def test_bad_calls_are_refused(store: Store) -> None:

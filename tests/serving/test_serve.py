@@ -28,7 +28,8 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from tritonclient.utils import InferenceServerException
 
-from tests.serving.serve_helpers import Served, metric, start_serve, stop_serve
+from tests.conftest import free_port
+from tests.serving.serve_helpers import Served, metric, start_serve, stop_serve, wait_for
 
 Cancer = tuple[pd.DataFrame, LogisticRegression]
 
@@ -327,6 +328,24 @@ def test_model_logged_by_the_stock_mlflow_client(
                 input_example=X.head(2).to_numpy(),
                 pip_requirements=["scikit-learn"],  # skips mlflow's slow requirement inference
             )
+        # Deployed through the server's API with a port: the server serves it itself.
+        port = free_port()
+        r = httpx.post(
+            f"{server.url}/api/v1/deployments",
+            json={
+                "name": "cancer-mlflow-api",
+                "model": "models:/cancer-mlflow/1",
+                "settings": {"port": port},
+            },
+        )
+        assert r.status_code == 201, r.text
+        deployed = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _is_ready(deployed), 60, "the deployment's server")
+        rows = X.head(3).to_numpy()
+        r = httpx.post(f"{deployed}/invocations", json={"instances": rows.tolist()})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"predictions": clf.predict(rows).tolist()}
+        assert r.headers["x-model-version"] == "1"
     finally:
         mlflow.set_tracking_uri(None)
         stop_server(proc)
@@ -354,6 +373,13 @@ def test_model_logged_by_the_stock_mlflow_client(
         assert r.status_code == 400 and "[-1, 30]" in r.json()["error"]
     finally:
         stop_serve(served)
+
+
+def _is_ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/v2/health/ready", timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 # --------------------------------------------------------------------------- faults, batching
@@ -384,6 +410,24 @@ def test_predict_error_is_500_counted_and_the_server_goes_on(slow_server: Served
     requests = "opsloop_serving_requests_total"
     assert metric(after, requests, code="500", **labels) >= 1
     assert metric(after, requests, code="200", **labels) >= 1
+
+    # A bad request batched with good ones: it alone fails (the batch is predicted again
+    # a request at a time).
+    values = [1.0, 2.0, -3.0, 4.0, 5.0]
+    with concurrent.futures.ThreadPoolExecutor(len(values)) as pool:
+        answers = list(pool.map(lambda x: _slow_request(slow_server, x), values))
+    assert [a.status_code for a in answers] == [200, 200, 500, 200, 200]
+    assert [a.json()["outputs"][0]["data"] for a in answers if a.status_code == 200] == [
+        [10.0],
+        [20.0],
+        [40.0],
+        [50.0],
+    ]
+    final = httpx.get(f"{slow_server.url}/metrics").text
+    assert (
+        metric(final, errors, kind="predict", **labels)
+        == metric(after, errors, kind="predict", **labels) + 1
+    )
 
 
 def test_concurrent_requests_are_batched_and_answered_in_order(slow_server: Served) -> None:
@@ -463,3 +507,47 @@ def test_workers_share_their_metrics(cancer_server: Served, cancer: Cancer) -> N
     assert metric(after, name, **labels) - metric(before, name, **labels) == 12
     assert "serving cancer version 1" in cancer_server.logs()
     assert cancer_server.logs().count("Application startup complete") == 2
+
+
+def test_every_answer_carries_a_request_id_and_invocations_the_version(
+    cancer_server: Served, cancer: Cancer, slow_server: Served
+) -> None:
+    X, _ = cancer
+    url = cancer_server.url
+    split = {"dataframe_split": X.head(1).to_dict(orient="split")}
+    r = httpx.post(f"{url}/invocations", json=split, headers={"X-Request-Id": "req-1"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "req-1"
+    assert r.headers["x-model-version"] == "1"
+    r = httpx.post(f"{url}/invocations", json=split)
+    assert len(r.headers["x-request-id"]) == 32 and r.headers["x-model-version"] == "1"
+    row = X.iloc[0].tolist()
+    v2 = {
+        "id": "v2-id",
+        "inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP64", "data": row}],
+    }
+    r = httpx.post(f"{url}/v2/models/cancer/infer", json=v2)
+    assert r.status_code == 200 and r.headers["x-request-id"] == "v2-id"
+
+    big = b'{"instances": [' + b"1.0," * 400_000 + b"1.0]}"
+    errors = {
+        "invocations 400": lambda h: httpx.post(f"{url}/invocations", json={"rows": 1}, headers=h),
+        "v2 400": lambda h: httpx.post(f"{url}/v2/models/cancer/infer", content=b"{", headers=h),
+        "v2 404": lambda h: httpx.post(f"{url}/v2/models/nope/infer", json={}, headers=h),
+        "405": lambda h: httpx.get(f"{url}/invocations", headers=h),
+        "404": lambda h: httpx.get(f"{url}/nowhere", headers=h),
+        "413": lambda h: httpx.post(f"{url}/invocations", content=big, headers=h),
+        "500": lambda h: httpx.post(
+            f"{slow_server.url}/v2/models/slow/infer",
+            json={"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [-1.0]}]},
+            headers=h,
+            timeout=30,
+        ),
+    }
+    for what, call in errors.items():
+        given = call({"X-Request-Id": f"mine-{what}"})
+        assert given.status_code >= 400 and set(given.json()) == {"error"}, (what, given.text)
+        assert given.headers["x-request-id"] == f"mine-{what}", what
+        fresh = call({})
+        assert len(fresh.headers["x-request-id"]) == 32, what
+    r = errors["500"]({})
+    assert r.status_code == 500 and r.headers["x-model-version"] == "1"

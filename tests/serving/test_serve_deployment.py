@@ -122,6 +122,23 @@ def test_deployment_split_shadow_log_swap_and_sigterm(
             r = client.post("/invocations", json=_split(rows, i), headers={"X-Request-Id": rid})
             assert r.status_code == 200 and r.headers["x-request-id"] == rid, r.text
             expected[rid] = resolved.route(rid).version
+            assert r.headers["x-model-version"] == str(expected[rid])  # who answered
+        # Errors carry the request id too (they are not logged).
+        for path, body in (("/invocations", {"rows": 1}), (f"/v2/models/{NAME}/infer", {})):
+            r = client.post(path, json=body, headers={"X-Request-Id": "bad-1"})
+            assert r.status_code == 400 and r.headers["x-request-id"] == "bad-1", r.text
+            r = client.post(path, json=body)
+            assert r.status_code == 400 and len(r.headers["x-request-id"]) == 32
+        # /metrics: per deployment and version, requests, errors, latency, batch sizes,
+        # queue depth.
+        text = client.get("/metrics").text
+        for v in ("1", "2"):
+            labels = {"model": NAME, "version": v}
+            assert metric(text, "opsloop_serving_requests_total", code="200", **labels) > 0
+            assert metric(text, "opsloop_serving_request_seconds_count", **labels) > 0
+            assert metric(text, "opsloop_serving_batch_size_count", **labels) > 0
+            assert f'opsloop_serving_queue_depth{{model="{NAME}",version="{v}"}}' in text
+        assert metric(text, "opsloop_serving_errors_total", model=NAME, kind="input") == 4
         r = client.post(f"/v2/models/{NAME}/infer", json=_v2(rows, 0))
         generated = r.headers["x-request-id"]
         assert len(generated) == 32 and r.json()["id"] == generated
@@ -194,6 +211,16 @@ def test_deployment_split_shadow_log_swap_and_sigterm(
             r = client.post("/invocations", json=_split(rows, i), headers={"X-Request-Id": f"b{i}"})
             assert r.status_code == 200, r.text
         assert "version 4 failed to load" in served.logs()
+        from opsloop.store import default_store
+        from opsloop.store.events import list_events
+
+        wait_for(
+            lambda: bool(list_events(default_store().db, kind="deployment.load_failed")),
+            10,
+            "the load failure event",
+        )
+        (event,) = list_events(default_store().db, kind="deployment.load_failed", subject=NAME)
+        assert event.severity == "critical" and "4" in event.payload["errors"], event
 
         # A good revision clears the error; its flush interval applies to the running log.
         svc.update(NAME, canary=None, settings={"log_flush_interval_s": 60}, reason="fixed")

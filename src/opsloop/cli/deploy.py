@@ -174,6 +174,16 @@ def rollback(
     _print(_svc().rollback(name, reason=reason), "rolled back")
 
 
+@app.command("delete")
+def delete(
+    name: Annotated[str, typer.Argument(help="Deployment name.")], reason: Reason = None
+) -> None:
+    """Delete a deployment and its history (its prediction log stays; the server that
+    `opsloop server` runs for it stops)."""
+    _svc().delete(name, reason=reason)
+    console.print(f"deployment {escape(name)!r} deleted")
+
+
 @app.command("ls")
 def ls() -> None:
     """List deployments with their traffic split."""
@@ -207,6 +217,21 @@ def show(name: Annotated[str, typer.Argument(help="Deployment name.")]) -> None:
     if r.warning:
         console.print(f"[yellow]warning:[/yellow] {escape(r.warning)}")
     console.print(escape(f"settings: {json.dumps(r.settings, sort_keys=True)}"))
+    if d.settings.get("port") is not None:
+        from opsloop.serving.supervisor import server_state
+
+        state = server_state(svc.store, name)
+        if state is None:
+            console.print(
+                f"server: port {d.settings['port']}, not running (opsloop server starts it)"
+            )
+        else:
+            console.print(
+                escape(
+                    f"server: {state['status']} at {state['url']} (pid {state['pid']}, "
+                    f"{state['restarts']} restarts; log {state['log']})"
+                )
+            )
     console.print(
         f"created {_time(d.creation_time)} by {escape(d.created_by)}; "
         f"prediction log: artifacts under predictions/{escape(d.name)}/"

@@ -23,6 +23,7 @@ from opsloop.serving.predictions import log_labels, predictions
 
 if TYPE_CHECKING:
     from opsloop.serving.api import (
+        delete_deployment,
         deploy,
         deployment_history,
         get_deployment,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 _LAZY = {
     name: "opsloop.serving.api"
     for name in (
+        "delete_deployment",
         "deploy",
         "deployment_history",
         "get_deployment",
@@ -66,6 +68,7 @@ __all__ = [
     "ServedModel",
     "ServingApp",
     "create_app",
+    "delete_deployment",
     "deploy",
     "deployment_history",
     "get_deployment",

@@ -125,6 +125,17 @@ def rollback(name: str, *, reason: str | None = None, who: str | None = None) ->
     return _svc().rollback(name, who=who, reason=reason)
 
 
+def delete_deployment(name: str, *, reason: str | None = None, who: str | None = None) -> None:
+    """Delete a deployment and its history (recorded as a ``deployment.deleted`` event
+    with who and why); its prediction log stays readable.
+
+    Example::
+
+        delete_deployment("churn-old", reason="replaced by churn")
+    """
+    _svc().delete(name, who=who, reason=reason)
+
+
 def get_deployment(name: str) -> Deployment:
     """A deployment as it is now."""
     return _svc().get(name)
@@ -146,6 +157,7 @@ def resolve_deployment(name: str) -> Resolved:
 
 
 __all__ = [
+    "delete_deployment",
     "deploy",
     "deployment_history",
     "get_deployment",

@@ -14,6 +14,11 @@ Every error is ``{"error": "..."}`` with one status: 400 bad input (naming the c
 404 unknown model or path, 405 wrong method, 413 body over the limit, 500 the model
 failed (the server goes on), 503 queue full (with ``Retry-After``).
 
+Every inference answer and every error carries ``X-Request-Id``: the V2 request's ``id``,
+else the request's ``X-Request-Id`` header, else a new one. ``/invocations`` answers
+say which model version answered in ``X-Model-Version`` (V2 answers have it in their
+``model_version``).
+
 Why a thin ASGI layer and not FastAPI or Starlette's router: on one connection the
 server's whole budget over the model's own ``predict`` is a millisecond, and a routed
 Starlette request with its Request object costs a tenth of that before any work. The
@@ -37,6 +42,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError
@@ -63,6 +69,9 @@ CONFIG_ENV: Final = "OPSLOOP_SERVE_CONFIG"
 _JSON: Final = b"application/json"
 _TEXT: Final = b"text/plain; charset=utf-8"
 _DRAIN_CAP: Final = 1 << 30  # read and drop at most this much of a too-large body
+REQUEST_ID: Final = b"x-request-id"
+MODEL_VERSION: Final = b"x-model-version"
+MAX_REQUEST_ID: Final = 256
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,10 @@ class _Entry:
     batcher: Batcher
     metrics: ModelMetrics
     metadata: bytes
+
+    @property
+    def version_header(self) -> tuple[bytes, bytes]:
+        return (MODEL_VERSION, self.model.version.encode("latin-1", "replace"))
 
 
 def _version() -> str:
@@ -140,6 +153,13 @@ class ServingApp:
             async def tracked(message: Message) -> None:
                 nonlocal started
                 started = True
+                if message["type"] == "http.response.start" and message["status"] >= 400:
+                    # Errors answered before a request id was known (a 404, a body too
+                    # large ...) carry one too: the caller's, or a new one to quote.
+                    headers = message.get("headers") or []
+                    if not any(k == REQUEST_ID for k, _ in headers):
+                        rid = header_request_id(scope) or uuid.uuid4().hex
+                        message["headers"] = [*headers, *request_id_header(rid)]
                 await send(message)
 
             try:
@@ -254,36 +274,41 @@ class ServingApp:
     async def _infer_v2(self, entry: _Entry, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 200
+        rid = header_request_id(scope)
         try:
             header_length = v2_header_length(scope)
             body = await self._read_body(scope, receive)
             req = codec.decode_v2(body, entry.model.inputs, header_length)
+            rid = req.id or rid or uuid.uuid4().hex
             outputs = await entry.batcher.submit(req.rows)
-            await respond_v2(send, entry.model, req, outputs, [])
+            await respond_v2(send, entry.model, req, outputs, request_id_header(rid))
         except Exception as exc:
-            status = await self._fail(entry, send, exc)
+            status = await self._fail(entry, send, exc, rid)
         entry.metrics.answered("v2", status, time.perf_counter() - started)
 
     async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
         entry = self._default
         started = time.perf_counter()
         status = 200
+        rid = header_request_id(scope) or uuid.uuid4().hex
         try:
             content_type = request_content_type(scope)
             body = await self._read_body(scope, receive)
             rows = codec.decode_invocations(body, content_type, entry.model.inputs)
             outputs = await entry.batcher.submit(rows)
-            await _respond(send, 200, codec.encode_invocations(outputs))
+            headers = [*request_id_header(rid), entry.version_header]
+            await _respond(send, 200, codec.encode_invocations(outputs), _JSON, headers)
         except Exception as exc:
-            status = await self._fail(entry, send, exc)
+            status = await self._fail(entry, send, exc, rid)
         entry.metrics.answered("invocations", status, time.perf_counter() - started)
 
-    async def _fail(self, entry: _Entry, send: Send, exc: Exception) -> int:
-        """Answer ``exc`` in the one error shape; returns the status sent."""
+    async def _fail(self, entry: _Entry, send: Send, exc: Exception, rid: str | None = None) -> int:
+        """Answer ``exc`` in the one error shape, with ``X-Request-Id`` ``rid`` (else the
+        request's, else a new one); returns the status sent."""
         if isinstance(exc, _Disconnected):
             entry.metrics.error("disconnected")
             raise exc
-        headers: list[tuple[bytes, bytes]] = []
+        headers: list[tuple[bytes, bytes]] = request_id_header(rid) if rid else []
         if isinstance(exc, _TooLarge):
             status, kind = 413, "too_large"
             limit = self.config.max_body_bytes
@@ -296,6 +321,7 @@ class ServingApp:
             headers.append((b"retry-after", str(exc.retry_after).encode()))
         elif isinstance(exc, codec.PredictError):
             status, kind, message = 500, "", str(exc)  # counted by the batcher, once a batch
+            headers.append(entry.version_header)  # which version failed
         elif isinstance(exc, InvalidInput):
             status, kind, message = 400, "input", exc.message
         elif isinstance(exc, OpsloopError):
@@ -374,6 +400,22 @@ async def _drain(receive: Receive, cap: int) -> None:
         seen += len(message.get("body", b""))
         if not message.get("more_body"):
             return
+
+
+def header_request_id(scope: Scope) -> str | None:
+    """The request's ``X-Request-Id`` header (stripped, at most 256 characters), or None."""
+    for key, value in scope["headers"]:
+        if key == REQUEST_ID:
+            text: str = value.decode("latin-1").strip()[:MAX_REQUEST_ID]
+            return text or None
+    return None
+
+
+def request_id_header(rid: str) -> list[tuple[bytes, bytes]]:
+    """``X-Request-Id`` for the answer (left out if the id cannot be a header value)."""
+    if rid.isascii() and rid.isprintable() and len(rid) <= MAX_REQUEST_ID:
+        return [(REQUEST_ID, rid.encode())]
+    return []
 
 
 def v2_header_length(scope: Scope) -> int | None:
@@ -521,6 +563,8 @@ __all__ = [
     "config_to_env",
     "create_app",
     "create_app_from_env",
+    "header_request_id",
+    "request_id_header",
     "sources_from_env",
     "warm_up",
 ]

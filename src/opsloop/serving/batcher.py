@@ -14,8 +14,10 @@ server, the bigger the batches, with no timer involved. The rules:
   clients) that many arrive per round, and waiting for more only adds latency;
 * past ``max_queue`` waiting requests, :meth:`Batcher.submit` raises :class:`QueueFull`
   (a 503 with ``Retry-After``) instead of letting the queue grow without limit;
-* if ``predict`` raises, the requests of that batch fail with :class:`PredictError` (a
-  500 with the message); the batcher goes on with the next batch.
+* if ``predict`` raises on a batch of several requests, each of them is predicted
+  again on its own: only a request that fails alone gets :class:`PredictError` (a 500
+  with the message, counted once per request), the others their answer; the batcher
+  goes on with the next batch.
 
 Example::
 
@@ -181,15 +183,27 @@ class Batcher:
             await self._predict(loop, items, rows)
 
     async def _predict(
-        self, loop: asyncio.AbstractEventLoop, items: list[_Item], rows: int
+        self, loop: asyncio.AbstractEventLoop, items: list[_Item], rows: int, *, retry: bool = False
     ) -> None:
-        if self.metrics is not None:
+        if self.metrics is not None and not retry:
             self.metrics.batch_size.observe(rows)
         try:
             batch = concat([item.rows for item in items])
             outputs = await loop.run_in_executor(self._pool, self._call, batch)
         except Exception as exc:
             error = exc if isinstance(exc, PredictError) else PredictError(_describe(exc))
+            if len(items) > 1:
+                # One request's rows may be what the model chokes on: each request again
+                # on its own, so only those that fail alone get the error.
+                log.info(
+                    "predict failed for a batch of %d requests of %s (%s); each on its own",
+                    len(items),
+                    self.model.name,
+                    error,
+                )
+                for item in items:
+                    await self._predict(loop, [item], item.rows.n, retry=True)
+                return
             log.warning(
                 "predict failed for a batch of %d rows of %s: %s", rows, self.model.name, error
             )

@@ -63,6 +63,7 @@ from opsloop.serving.entities import (
     Target,
 )
 from opsloop.store import Store
+from opsloop.store.events import event_row, record_event_in
 from opsloop.store.sql import upsert
 from opsloop.store.tables import (
     MAX_NAME_LENGTH,
@@ -79,6 +80,7 @@ DEFAULT_CANARY_SHARE = 10.0
 MAX_REASON = 4000
 MAX_HISTORY = 10_000
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9_.:\[\]-]{1,253}$")
 _FIELDS = ("stable_version", "canary_version", "canary_share", "shadow_version", "alias")
 
 
@@ -148,6 +150,14 @@ def _setting(key: str, value: Any) -> Any:
     bad = InvalidInput(f"setting {key!r} must be {meaning}, got {value!r}")
     if key == "log_predictions":
         if not isinstance(value, bool):
+            raise bad
+        return value
+    if key == "host":
+        if not isinstance(value, str) or not _HOST_RE.match(value):
+            raise bad
+        return value
+    if key == "port":
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
             raise bad
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -527,6 +537,20 @@ class DeploymentService:
             self._check_version(conn, model, shadow, "shadow")
 
     @staticmethod
+    def _check_port(conn: Connection, name: str, settings: dict[str, Any]) -> None:
+        """Two deployments the server starts cannot listen on one port."""
+        port = settings.get("port")
+        if port is None:
+            return
+        others = conn.execute(sa.select(D.c.name, D.c.settings).where(D.c.name != name))
+        for other, raw in others:
+            if json.loads(raw or "{}").get("port") == port:
+                raise Conflict(
+                    f"port {port} is deployment {other!r}'s already; choose another port "
+                    f"(or unset it there: opsloop deploy update {other} --unset port)"
+                )
+
+    @staticmethod
     def _check_revision(row: Any, expected: int | None) -> None:
         if expected is not None and int(row.revision) != expected:
             raise Conflict(
@@ -596,6 +620,7 @@ class DeploymentService:
                     "alias": alias,
                 }
                 self._validate(conn, model_n, state)
+                self._check_port(conn, name, clean_settings)
                 conn.execute(
                     D.insert().values(
                         name=name,
@@ -722,6 +747,7 @@ class DeploymentService:
             if not isinstance(description, _Unset):
                 new["description"] = description
             self._validate(conn, row.model, new)
+            self._check_port(conn, name, new["settings"])
             old = self._state(row)
             changed = {k for k in old if old[k] != new[k]}
             if not changed:
@@ -816,6 +842,43 @@ class DeploymentService:
                 self._move_alias(conn, row.model, row.alias, target, now)
                 extra["alias_moved"] = [f"{row.model}@{row.alias}", row.stable_version, target]
             return _to_deployment(self._apply(conn, row, new, ROLLBACK, user, why, now, extra))
+
+    def delete(self, name: str, *, who: str | None = None, reason: str | None = None) -> None:
+        """Delete a deployment and its change history (an inference server that
+        ``opsloop server`` runs for it stops). Its prediction log stays readable. The
+        deletion, with who and why, is recorded as a ``deployment.deleted`` event
+        (``GET /api/v1/events``), since the history goes with the deployment.
+
+        Example::
+
+            svc.delete("churn", reason="replaced by churn-v2")
+        """
+        user, why = _who(who), _reason(reason)
+        with self.db.write() as conn:
+            row = self._row(conn, name, lock=True)
+            d = _to_deployment(row)
+            conn.execute(E.delete().where(E.c.deployment == name))
+            conn.execute(D.delete().where(D.c.name == name))
+            record_event_in(
+                conn,
+                event_row(
+                    "deployment.deleted",
+                    f"deployment {name!r} ({d.model_uri}, revision {d.revision}) deleted by "
+                    f"{user}" + (f": {why}" if why else ""),
+                    source="serving",
+                    subject=name,
+                    severity="info",
+                    payload={
+                        "who": user,
+                        "reason": why,
+                        "model_uri": d.model_uri,
+                        "revision": d.revision,
+                        "traffic": {str(v): s for v, s in d.traffic.items()},
+                        "shadow_version": d.shadow_version,
+                        "settings": d.settings,
+                    },
+                ),
+            )
 
     # -- reading -----------------------------------------------------------------------
 

@@ -32,6 +32,15 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "log_predictions": ("write the prediction log (true/false)", True),
     "log_sample_rate": ("share of requests logged, by request id (0..1)", 1.0),
     "log_flush_interval_s": ("prediction log flush interval (seconds, > 0)", 2.0),
+    # Set: ``opsloop server`` runs ``opsloop serve DEPLOYMENT`` on this port for it (one
+    # per store; see ``opsloop.serving.supervisor``). Unset: nothing serves it unless
+    # someone runs ``opsloop serve`` by hand.
+    "port": (
+        "port of the inference server `opsloop server` starts for it (integer 1..65535; "
+        "unset: the server starts none)",
+        None,
+    ),
+    "host": ("address that inference server listens on (an IP address or host name)", None),
 }
 
 

@@ -137,6 +137,12 @@ class InputSchema:
     def by_name(self) -> dict[str, Column]:
         return {c.name: c for c in self.columns}
 
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        """The columns' V2 names, in order (computed once: the prediction log's hot path
+        names a request's block of columns with it)."""
+        return tuple(c.name for c in self.columns)
+
     @classmethod
     def from_signature(cls, signature: Signature | None) -> InputSchema:
         specs = signature.inputs if signature is not None else []

@@ -241,6 +241,56 @@ def get_deployment(svc: Svc, name: str) -> Deployment:
     return Deployment.of(_svc(svc).get(name))
 
 
+@router.delete("/{name}", status_code=204)
+def delete_deployment(
+    svc: Svc,
+    name: str,
+    request: Request,
+    reason: Annotated[str | None, Query(description="Why (recorded in the event).")] = None,
+    user: User = None,
+) -> None:
+    """Delete a deployment and its history; the server ``opsloop server`` runs for it
+    stops; its prediction log stays. Recorded as a ``deployment.deleted`` event."""
+    _svc(svc).delete(name, who=_who(request, user), reason=reason)
+
+
+class ServerState(Out):
+    """The inference server ``opsloop server`` runs for a deployment with a ``port``."""
+
+    managed: bool = Field(description="True when the deployment has a port setting.")
+    status: str = Field(
+        description="starting, running, backoff (it exited; restarted at next_start_time), "
+        "or stopped (no supervisor runs it: opsloop server is not running, or has not "
+        "noticed it yet)."
+    )
+    pid: int | None = None
+    host: str | None = None
+    port: int | None = None
+    workers: int | None = None
+    url: str | None = None
+    restarts: int = 0
+    started_time: int | None = None
+    last_exit_code: int | None = None
+    last_exit_time: int | None = None
+    next_start_time: int | None = None
+    log: str | None = None
+
+
+@router.get("/{name}/server")
+def server(svc: Svc, name: str) -> ServerState:
+    """The state of the inference server ``opsloop server`` runs for the deployment."""
+    from opsloop.serving.supervisor import server_state
+
+    d = _svc(svc).get(name)
+    port = d.settings.get("port")
+    state = server_state(svc.store, name)
+    if port is None:
+        return ServerState(managed=False, status="stopped")
+    if state is None:
+        return ServerState(managed=True, status="stopped", port=port, host=d.settings.get("host"))
+    return ServerState(managed=True, **state)
+
+
 @router.patch("/{name}")
 def update_deployment(
     svc: Svc, name: str, body: DeploymentUpdate, request: Request, user: User = None
