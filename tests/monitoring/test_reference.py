@@ -49,6 +49,9 @@ def test_round_trip_gives_the_same_report() -> None:
         if c.numeric is not None:
             assert b.numeric is not None
             assert np.array_equal(b.numeric.sorted, c.numeric.sorted)
+            gb, gc = b.numeric.wgrid(), c.numeric.wgrid()
+            assert gb is not None and gc is not None  # stored, not refitted
+            assert np.array_equal(gb.edges, gc.edges) and np.array_equal(gb.sums, gc.sums)
     a = drift(ref, cur).to_dict()
     b = drift(back, cur).to_dict()
     assert a == b
@@ -69,6 +72,20 @@ def test_statistics_in_the_report_equal_scipy_on_the_raw_columns() -> None:
     ).to_numpy()
     chi = sps.chi2_contingency(table)
     assert rep.columns["site"].statistic == pytest.approx(chi.statistic, rel=1e-9)
+
+
+def test_wasserstein_against_a_stored_reference_equals_scipy() -> None:
+    # The check's exact Wasserstein from the stored cells, without sorting the batch:
+    # no drift (the ECDFs cross in many cells) and a shift (they rarely do).
+    rng = np.random.default_rng(7)
+    ref = pd.DataFrame({"v": rng.normal(0, 1, 20_000)})
+    stored = Reference.from_bytes(Reference.fit(ref, multivariate=False).to_bytes())
+    for shift in (0.0, 0.5):
+        cur = pd.DataFrame({"v": rng.normal(shift, 1, 15_000)})
+        got = drift(stored, cur, multivariate=False).columns["v"]
+        assert got.test == "wasserstein"
+        expected = sps.wasserstein_distance(ref["v"], cur["v"]) / np.std(ref["v"])
+        assert got.statistic == pytest.approx(expected, rel=1e-9)
 
 
 def test_default_tests_follow_the_documented_rule() -> None:

@@ -7,6 +7,16 @@
     report.drifted_columns, report.alerts             # a pyarrow Table or "sensors@3"
     report.to_frame(); report.to_json()
 
+Monitors watch a deployment's prediction log on time (``monitors``, run by the
+server's ``monitor_scheduler``; what a run checks is in ``window_checks``)::
+
+    mon.create_monitor("churn", reference="sensors@3", every="10m", window="1h")
+    mon.run_monitor("churn").status                   # "ok", "alert", "no_data", "failed"
+    mon.monitor_results("churn")                      # the time series, a DataFrame
+
+with data quality from ``quality`` and model performance - measured with labels,
+estimated without (CBPE) - from ``performance``.
+
 The modules: ``checks`` (``drift``, ``DriftReport``, the default tests, thresholds and
 correction), ``reference`` (``Reference``: fitted once, stored), ``stats`` (the
 statistics, equal to scipy's), ``multivariate`` (PCA reconstruction error, domain
@@ -25,6 +35,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from opsloop.monitoring.checks import ColumnDrift, DriftReport, drift
+    from opsloop.monitoring.monitors import (
+        Monitor,
+        MonitorRun,
+        create_monitor,
+        delete_monitor,
+        get_monitor,
+        list_monitors,
+        monitor_results,
+        monitor_runs,
+        pause_monitor,
+        resume_monitor,
+        run_monitor,
+    )
+    from opsloop.monitoring.performance import CBPE, PerformanceResult
     from opsloop.monitoring.reference import Reference
 
 _EXPORTS = {
@@ -32,9 +56,41 @@ _EXPORTS = {
     "DriftReport": "opsloop.monitoring.checks",
     "ColumnDrift": "opsloop.monitoring.checks",
     "Reference": "opsloop.monitoring.reference",
+    # monitors over the prediction log
+    "Monitor": "opsloop.monitoring.monitors",
+    "MonitorRun": "opsloop.monitoring.monitors",
+    "create_monitor": "opsloop.monitoring.monitors",
+    "delete_monitor": "opsloop.monitoring.monitors",
+    "get_monitor": "opsloop.monitoring.monitors",
+    "list_monitors": "opsloop.monitoring.monitors",
+    "monitor_results": "opsloop.monitoring.monitors",
+    "monitor_runs": "opsloop.monitoring.monitors",
+    "pause_monitor": "opsloop.monitoring.monitors",
+    "resume_monitor": "opsloop.monitoring.monitors",
+    "run_monitor": "opsloop.monitoring.monitors",
+    "CBPE": "opsloop.monitoring.performance",
+    "PerformanceResult": "opsloop.monitoring.performance",
 }
 
-__all__ = ["ColumnDrift", "DriftReport", "Reference", "drift"]
+__all__ = [
+    "CBPE",
+    "ColumnDrift",
+    "DriftReport",
+    "Monitor",
+    "MonitorRun",
+    "PerformanceResult",
+    "Reference",
+    "create_monitor",
+    "delete_monitor",
+    "drift",
+    "get_monitor",
+    "list_monitors",
+    "monitor_results",
+    "monitor_runs",
+    "pause_monitor",
+    "resume_monitor",
+    "run_monitor",
+]
 
 
 def __getattr__(name: str) -> Any:

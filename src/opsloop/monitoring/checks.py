@@ -46,6 +46,15 @@ table level the columns added and removed. ``report.alerts`` lists the signals p
 their alert levels (missing share change over 0.05, unseen or out-of-range share
 over 0.01, any type change, added or removed column).
 
+**Cost**: against a fitted (stored) reference a check reads each current column
+once and does not sort it (KS, the default only up to 1,000 reference values, is the
+one test that does): the out-of-range share, the decile bins and the discrete counts
+are comparisons, and the Wasserstein distance comes exactly from the reference's
+stored cells (``stats.wasserstein_unsorted``). What a stored reference saves is the
+fit (sorting every reference column, its bins, cells and category counts, the
+multivariate model); with a current batch as large as the reference the check's own
+reading and counting of every current value, and the domain classifier, remain.
+
 **Robustness**: every column's work is guarded: a column that cannot be tested (all
 missing, a kind change, an error reading it) gets an entry with ``error`` set and
 ``drifted=None`` instead of failing the report.
@@ -509,19 +518,21 @@ def column_statistic(
 def _numeric(
     nr: NumericRef, x: Floats, test: str, rest: bool, sig: dict[str, Any]
 ) -> tuple[float | None, float | None, int]:
+    # The current values are not sorted unless the test is KS: the range, the bins and
+    # the Wasserstein distance are all read from the unsorted values against the
+    # reference's sorted values and cells (the sort is the fit's work, done once).
     finite = np.isfinite(x)
     n_fin = int(np.count_nonzero(finite))
-    present = int(np.count_nonzero(~np.isnan(x)))
-    cur = x[finite] if n_fin != len(x) else x.copy()
-    cur.sort()  # in place: the filtered copy is ours already
+    present = int(np.count_nonzero(~np.isnan(x))) if n_fin != len(x) else n_fin
+    cur = x[finite] if n_fin != len(x) else x  # read only: it may be the caller's memory
     ref_present = nr.n + nr.pos_inf + nr.neg_inf
     sig["infinite_share_reference"] = (
         (nr.pos_inf + nr.neg_inf) / ref_present if ref_present else None
     )
     sig["infinite_share_current"] = (present - n_fin) / present if present else None
     if nr.n and n_fin:
-        lo = int(np.searchsorted(cur, nr.sorted[0], side="left"))
-        hi = n_fin - int(np.searchsorted(cur, nr.sorted[-1], side="right"))
+        lo = int(np.count_nonzero(cur < nr.sorted[0]))
+        hi = int(np.count_nonzero(cur > nr.sorted[-1]))
         sig["out_of_range_share"] = (lo + hi) / n_fin
     if nr.n == 0:
         raise ValueError("the reference has no finite values in this column")
@@ -532,12 +543,13 @@ def _numeric(
         if rest:  # chunk vs the whole = (1 - m/n) x chunk vs the rest, for ECDF gaps
             factor = 1.0 / max(1.0 - n_fin / nr.n, 1e-12)
         if test == "ks":
+            srt = np.sort(cur)
             if nr.sketched:
-                d = stats.ks_statistic(nr.sorted, cur) * factor
+                d = stats.ks_statistic(nr.sorted, srt) * factor
                 return d, stats.ks_pvalue_asymp(d, nr.n, n_fin), n_fin
-            d, p = stats.ks(nr.sorted, cur)
+            d, p = stats.ks(nr.sorted, srt)
             return d * factor, (None if rest else p), n_fin
-        w = stats.wasserstein(nr.sorted, cur) * factor
+        w = stats.wasserstein_unsorted(nr.sorted, cur, nr.wgrid()) * factor
         return w / stats._norm(nr.std, nr.sorted), None, n_fin
     if nr.discrete is not None and nr.discrete_counts is not None:
         ref_c, cur_c, unseen_vals, unseen_n = _discrete_counts(nr.discrete, nr.discrete_counts, cur)
@@ -545,7 +557,7 @@ def _numeric(
         sig["unseen_share"] = unseen_n / n_fin
     else:
         ref_c = nr.bin_counts
-        cur_c = stats.bin_counts(cur, nr.edges)
+        cur_c = stats.bin_counts_unsorted(cur, nr.edges)
     if rest:
         ref_c = ref_c - cur_c[: len(ref_c)]
         ref_c = np.concatenate((ref_c, np.zeros(len(cur_c) - len(ref_c), np.int64)))
@@ -559,15 +571,12 @@ def _pad(a: Ints, n: int) -> Ints:
 
 
 def _discrete_counts(values: Floats, counts: Ints, cur: Floats) -> tuple[Ints, Ints, Floats, int]:
-    left = np.searchsorted(cur, values, side="left")
-    right = np.searchsorted(cur, values, side="right")
-    cur_c = (right - left).astype(np.int64)
+    # At most DISCRETE_MAX reference values: one comparison pass each.
+    cur_c = np.asarray([np.count_nonzero(cur == v) for v in values.tolist()], dtype=np.int64)
     unseen_n = len(cur) - int(cur_c.sum())
     unseen_vals: Floats = np.empty(0)
     if unseen_n:
-        u, uc = np.unique(cur, return_counts=True)
-        keep = ~np.isin(u, values)
-        u, uc = u[keep], uc[keep]
+        u, uc = np.unique(cur[~np.isin(cur, values)], return_counts=True)
         order = np.argsort(-uc, kind="stable")
         unseen_vals = u[order]
         # Unseen values are extra categories, with a zero reference count.

@@ -96,19 +96,39 @@ def encode_labels(
 
     if isinstance(data, pd.DataFrame):
         s = _series(data, name).iloc[rows]
-        stringy = pd.api.types.is_string_dtype(s.dtype) and s.dtype != object
+        if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
+            return _string_codes(pa.array(s), codes)
     else:
         assert isinstance(data, (pa.Table, pa.RecordBatch))
         arr = _one(data.column(name)).take(pa.array(rows, type=pa.int64()))
         if pa.types.is_dictionary(arr.type):
             arr = arr.dictionary_decode()
-        stringy = pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+        if _stringy(arr.type):
+            return _string_codes(arr, codes)
         s = pd.Series(arr.to_pylist(), dtype=object)
-    if stringy or isinstance(s.dtype, pd.CategoricalDtype):
+    if isinstance(s.dtype, pd.CategoricalDtype):
         mapped = s.astype(object).map(codes)
         return np.asarray(mapped.to_numpy(dtype=np.float64, na_value=0.0), dtype=np.float64)
     labels = [None if _isna(v) else label(v) for v in s.tolist()]
     return np.asarray([codes.get(v, 0.0) if v is not None else 0.0 for v in labels])
+
+
+def _stringy(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
+
+
+def _string_codes(arr: pa.Array | pa.ChunkedArray, codes: dict[str, float]) -> Floats:
+    """``codes[value]`` of a string array, 0 where missing or unknown: one hash lookup
+    per value in Arrow (a string's label is itself)."""
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = pc.cast(arr, pa.string())
+    idx = pc.index_in(arr, value_set=pa.array(list(codes), type=arr.type))
+    pos = np.asarray(pc.fill_null(idx, len(codes)).to_numpy(zero_copy_only=False), np.intp)
+    table = np.append(np.fromiter(codes.values(), np.float64, len(codes)), 0.0)
+    out: Floats = table[pos]
+    return out
 
 
 def read_numeric_rows(data: object, name: str, rows: npt.NDArray[np.intp]) -> Floats:

@@ -4,8 +4,12 @@
 
 - numeric columns: the finite values, sorted (for KS and Wasserstein); the counts of
   missing, +inf and -inf; mean and population std; the reference-decile bin edges and
-  counts (for PSI, Jensen-Shannon, Hellinger); and, when the column has at most five
-  distinct values, those values and their counts (it is then tested as categorical);
+  counts (for PSI, Jensen-Shannon, Hellinger); the Wasserstein cells (evenly spaced
+  between the 0.1% and 99.9% quantiles, about 4 values each, at most 65,536: each
+  cell's count and sum, so that a check gets the exact distance without sorting the
+  current batch, ``stats.wasserstein_unsorted``); and, when the column has at most
+  five distinct values, those values and their counts (it is then tested as
+  categorical);
 - categorical columns: every category's count (labels as strings);
 - every column's Arrow-style type and kind;
 - for the multivariate checks: the feature encoding, a row sample, and a PCA model
@@ -84,6 +88,17 @@ class NumericRef:
     discrete: Floats | None = None
     discrete_counts: Ints | None = None
     sketched: bool = False
+    # The cells a check uses to get the Wasserstein distance without sorting the
+    # current batch (``stats.wasserstein_unsorted``); made on first use if absent.
+    grid: stats.WGrid | None = None
+    _grid_done: bool = field(default=False, repr=False, compare=False)
+
+    def wgrid(self) -> stats.WGrid | None:
+        """The Wasserstein grid of ``sorted`` (None when the values have no spread)."""
+        if self.grid is None and not self._grid_done:
+            self.grid = stats.wasserstein_grid(self.sorted)
+        self._grid_done = True
+        return self.grid
 
     @property
     def min(self) -> float | None:
@@ -173,7 +188,9 @@ def numeric_from_sorted(
             starts = np.concatenate(([0], change + 1))
             discrete = s[starts].copy()
             dcounts = np.diff(np.concatenate((starts, [len(s)]))).astype(np.int64)
-    return NumericRef(s, n, pos_inf, neg_inf, mean, std, edges, counts, discrete, dcounts, sketched)
+    out = NumericRef(s, n, pos_inf, neg_inf, mean, std, edges, counts, discrete, dcounts, sketched)
+    out.wgrid()  # fitting work: a check against this reference only reads its cells
+    return out
 
 
 def _fit_guarded(data: object, name: str) -> ColumnRef:
@@ -317,10 +334,14 @@ class Reference:
                 nr = c.numeric
                 s = nr.sorted
                 sketched = nr.sketched
+                grid = nr.wgrid()
                 if len(s) > max_exact:
                     s = sketch(s, sketch_size)
                     sketched = True
+                    grid = stats.wasserstein_grid(s)
                 arrays[f"c{i}_sorted"] = s
+                if grid is not None:  # the edges and starts follow from the values
+                    arrays[f"c{i}_gsums"] = grid.sums
                 m["numeric"] = {
                     "n": nr.n,
                     "pos_inf": nr.pos_inf,
@@ -393,6 +414,10 @@ class Reference:
                     discrete_counts=arrays.get(f"c{i}_dcounts"),
                     sketched=bool(nm["sketched"]),
                 )
+                if f"c{i}_gsums" in arrays:
+                    c.numeric.grid = stats.wasserstein_grid(
+                        c.numeric.sorted, arrays[f"c{i}_gsums"].astype(np.float64)
+                    )
             if c.kind == CATEGORICAL:
                 c.labels = list(m["labels"])
                 c.counts = arrays[f"c{i}_counts"].astype(np.int64)
