@@ -11,6 +11,7 @@ from rich.console import Console
 from opsloop.cli import data as data_cmd
 from opsloop.cli import db as db_cmd
 from opsloop.cli import deploy as deploy_cmd
+from opsloop.cli import detect as detect_cmd
 from opsloop.cli import logs as logs_cmd
 from opsloop.cli import models as models_cmd
 from opsloop.cli import monitor as monitor_cmd
@@ -18,6 +19,7 @@ from opsloop.cli import run as run_cmd
 from opsloop.cli import runs as runs_cmd
 from opsloop.cli import schedule as schedule_cmd
 from opsloop.cli import serve as serve_cmd
+from opsloop.cli import signals as signals_cmd
 from opsloop.errors import OpsloopError
 
 app = typer.Typer(
@@ -35,6 +37,7 @@ app.add_typer(schedule_cmd.app, name="schedule")
 app.add_typer(deploy_cmd.app, name="deploy")
 app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(monitor_cmd.app, name="monitor")
+app.add_typer(signals_cmd.app, name="signals")
 err = Console(stderr=True)
 
 
@@ -75,6 +78,7 @@ def server(
 
 app.command("run")(run_cmd.run)
 app.command("serve")(serve_cmd.serve)
+app.command("detect")(detect_cmd.detect)
 
 
 @app.command()

@@ -161,6 +161,9 @@ class TemplateMiner:
         self._pdf: dict[tuple[int, str], int] = {}
         self._exact: dict[tuple[str, ...], Template] = {}
         self._alias: dict[int, int] = {}  # merged template id -> the id it went into
+        # Bumped whenever a template is made, made more general or merged away: a
+        # holder of the miner's saved state knows when to save it again.
+        self.revision = 0
 
     # -- mining -----------------------------------------------------------------
 
@@ -318,6 +321,7 @@ class TemplateMiner:
         return canon
 
     def _drop(self, t: Template) -> None:
+        self.revision += 1
         del self._templates[t.id]
         self._by_len[len(t.tokens)].remove(t)
         if self._exact.get(tuple(t.tokens)) is t:
@@ -373,6 +377,7 @@ class TemplateMiner:
                 del self._exact[tuple(old)]
             t.tokens = new
             t._text = None
+            self.revision += 1
             self._exact.setdefault(tuple(new), t)
 
     def _uncount(self, toks: set[str]) -> None:
@@ -383,6 +388,7 @@ class TemplateMiner:
     def _new(self, toks: list[str], count: int = 0, counted: set[str] | None = None) -> Template:
         t = Template(self._next_id, toks, count)
         self._next_id += 1
+        self.revision += 1
         self._templates[t.id] = t
         self._by_len.setdefault(len(toks), []).append(t)
         self._exact.setdefault(tuple(toks), t)
@@ -435,6 +441,16 @@ class TemplateMiner:
 
     def get(self, template_id: int) -> Template | None:
         return self._templates.get(template_id)
+
+    @property
+    def next_id(self) -> int:
+        """The id the next new template will get (ids below it have been given)."""
+        return self._next_id
+
+    @property
+    def aliases(self) -> dict[int, int]:
+        """``{merged template id: the id it went into}`` (a copy; see ``resolve``)."""
+        return dict(self._alias)
 
     def __len__(self) -> int:
         return len(self._templates)

@@ -1,0 +1,321 @@
+"""The streaming detector's arithmetic, compiled with numba.
+
+One function, ``step``, takes the detector's whole state (one float64 vector, updated in
+place), its parameters and one point, and returns the point's score. ``run`` calls the
+same ``step`` over arrays, so the batch path gives bit-for-bit the scores of feeding the
+points one at a time. Everything is O(1) per point and the state never grows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# --- state layout ------------------------------------------------------------------
+N = 0  # points accepted (finite values)
+LAST_T = 1  # newest timestamp seen (s)
+M_SLOW = 2  # slow EW mean of the value
+D_SLOW = 3  # EW mean absolute deviation around M_SLOW
+M_FAST = 4  # fast EW mean (the local level)
+D_INNOV = 5  # EW mean |value - local level|
+DT = 6  # typical spacing of timestamps (s), EW over positive steps
+QUIET = 7  # points left in the quiet period after an alert
+D_SEAS = 8  # EW mean |value - daily expectation|
+PREV = 9  # previous finite value
+D_DIFF_FAST = 10  # fast EW mean |first difference|
+D_DIFF_SLOW = 11  # slow EW mean |first difference|
+NAN = 12  # NaN or infinite values seen
+SEEN_T = 13  # 1 once a timestamp was seen
+D_WEEK = 14  # EW mean |value - weekly expectation|
+M_MID = 15  # medium EW mean of the value
+S_SEAS = 16  # medium EW mean of (value - seasonal expectation)
+ZQ = 17  # running high quantile of the surprise
+RING_POS = 18  # next slot in the ring of recent values
+HEADER = 20
+DAY_BINS = 48  # half hours of the day
+WEEK_BINS = 168  # hours of the week
+DAY = HEADER  # DAY_BINS offsets from the slow mean, then DAY_BINS visit counts
+WEEK = DAY + 2 * DAY_BINS  # WEEK_BINS offsets, then WEEK_BINS counts
+SHAPE = 8  # points in a shape (the recent window compared with remembered ones)
+N_PROTO = 64  # shapes remembered
+RING = WEEK + 2 * WEEK_BINS  # the last SHAPE values
+PROTO = RING + SHAPE  # N_PROTO shapes of SHAPE values
+PROTO_N = PROTO + N_PROTO * SHAPE  # times each shape was matched
+PROTO_T = PROTO_N + N_PROTO  # when each shape was last matched (point count)
+STATE_SIZE = PROTO_T + N_PROTO
+
+# --- parameters (defaults in default_params) ---------------------------------------
+P_A_SLOW = 0  # weight of a new point in the slow mean
+P_A_FAST = 1  # ... in the local level
+P_A_DEV = 2  # ... in the deviation scales
+P_WARM = 3  # points scored 0 while the detector learns
+P_QUIET = 4  # points held at 0 after an alert
+P_ALERT = 5  # score that starts a quiet period
+P_A_SEAS = 6  # weight of a new point in its seasonal bin
+P_SEAS_MIN = 7  # visits before a seasonal bin is used
+P_SEAS_GAIN = 8  # a seasonal model is used when its error < this x the slow mean's
+P_A_NOISE = 9  # weight of a new step in the fast noise level
+P_W_NOISE = 10  # weight of the noise-change surprise
+P_CAP = 11  # a deviation scale learns from residuals of at most this x itself
+P_Z0 = 12  # surprises below this score 0
+P_ZC = 13  # scale of the squashing of the surprise above Z0
+P_A_MID = 14  # weight of a new point in the medium means
+P_W_SHIFT = 15  # weight of the sustained-shift surprises
+P_Q = 16  # quantile of the surprise tracked per series
+P_Q_ETA = 17  # its learning rate
+P_Q_BETA = 18  # how much the surprise is divided by it (0: not at all)
+P_Q_REF = 19  # the quantile's reference level
+P_NOV_MODE = 20  # 1: a surprise in a familiar shape is explained away (0: off)
+P_NOV_R = 21  # distance (in deviations) within which a shape is familiar
+P_NOV_W = 22  # weight of the novelty surprise
+P_NOV_CLIP = 23  # shape values are clipped to +- this many deviations
+N_PARAMS = 24
+
+
+def default_params() -> np.ndarray:
+    """The default settings (tuned on 35 NAB series, one setting for all)."""
+    p = np.zeros(N_PARAMS)
+    p[P_A_SLOW] = 0.005
+    p[P_A_FAST] = 0.2
+    p[P_A_DEV] = 0.005
+    p[P_WARM] = 250.0
+    p[P_QUIET] = 200.0
+    p[P_ALERT] = 0.5
+    p[P_A_SEAS] = 0.02
+    p[P_SEAS_MIN] = 3.0
+    p[P_SEAS_GAIN] = 0.4
+    p[P_A_NOISE] = 0.05
+    p[P_W_NOISE] = 1.0
+    p[P_CAP] = 10.0
+    p[P_Z0] = 2.0
+    p[P_ZC] = 3.0
+    p[P_A_MID] = 0.05
+    p[P_W_SHIFT] = 1.0
+    p[P_Q] = 0.99
+    p[P_Q_ETA] = 0.01
+    p[P_Q_BETA] = 1.0
+    p[P_Q_REF] = 3.0
+    p[P_NOV_MODE] = 1.0
+    p[P_NOV_R] = 3.0
+    p[P_NOV_W] = 24.0
+    p[P_NOV_CLIP] = 10.0
+    return p
+
+
+@njit(cache=True, inline="always")
+def _ew(old: float, new: float, a: float) -> float:
+    return old + a * (new - old)
+
+
+@njit(cache=True)
+def _novelty(st: np.ndarray, p: np.ndarray, n: float, center: float, scale: float) -> float:
+    """Distance (in deviations) from the recent shape to the nearest remembered one; then
+    remember it (move the nearest towards it, or replace the least recently used)."""
+    pos = int(st[RING_POS])
+    clip = p[P_NOV_CLIP]
+    best = np.inf
+    best_k = 0
+    lru = np.inf
+    lru_k = 0
+    for k in range(N_PROTO):
+        base = PROTO + k * SHAPE
+        d = 0.0
+        for j in range(SHAPE):
+            v = (st[RING + (pos + j) % SHAPE] - center) / scale
+            v = min(max(v, -clip), clip)
+            e = v - st[base + j]
+            d += e * e
+        if st[PROTO_N + k] == 0.0:
+            d = np.inf
+        if d < best:
+            best = d
+            best_k = k
+        if st[PROTO_T + k] < lru:
+            lru = st[PROTO_T + k]
+            lru_k = k
+    dist = math.sqrt(best / SHAPE) if best < np.inf else np.inf
+    if dist <= p[P_NOV_R]:
+        k = best_k
+        c = st[PROTO_N + k]
+        a = max(0.05, 1.0 / (c + 1.0))
+    else:
+        k = lru_k
+        a = 1.0
+        st[PROTO_N + k] = 0.0
+    base = PROTO + k * SHAPE
+    for j in range(SHAPE):
+        v = (st[RING + (pos + j) % SHAPE] - center) / scale
+        v = min(max(v, -clip), clip)
+        st[base + j] += a * (v - st[base + j])
+    st[PROTO_N + k] += 1.0
+    st[PROTO_T + k] = n
+    return dist
+
+
+@njit(cache=True)
+def step(st: np.ndarray, p: np.ndarray, t: float, x: float) -> float:
+    """Feed one point; return its score in [0, 1]."""
+    # Time: keep the newest timestamp; a step back or a repeat is scored like any point
+    # but does not move the clock. NaN timestamps count as "no time".
+    if t == t:
+        if st[SEEN_T] > 0.0:
+            dt = t - st[LAST_T]
+            if dt > 0.0:
+                if st[DT] <= 0.0:
+                    st[DT] = dt
+                else:
+                    # the spacing adapts slowly and ignores gaps (a gap of days is not a
+                    # new sampling rate)
+                    st[DT] = _ew(st[DT], min(dt, 4.0 * st[DT]), 0.01)
+                st[LAST_T] = t
+        else:
+            st[LAST_T] = t
+            st[SEEN_T] = 1.0
+    if x != x or math.isinf(x):
+        st[NAN] += 1.0
+        return 0.0
+
+    n = st[N]
+    st[N] = n + 1.0
+    if n == 0.0:
+        st[M_SLOW] = x
+        st[M_FAST] = x
+        st[M_MID] = x
+        st[PREV] = x
+        return 0.0
+
+    scale_floor = 1e-6 * (abs(st[M_SLOW]) + 1e-6)
+    a_dev = p[P_A_DEV]
+    # fast learning at the start: the mean of what was seen so far
+    a_slow = max(p[P_A_SLOW], 1.0 / (n + 1.0))
+    a_dev_n = max(a_dev, 1.0 / (n + 1.0))
+
+    r_level = x - st[M_SLOW]
+    r_innov = x - st[M_FAST]
+    diff = x - st[PREV]
+
+    z_level = abs(r_level) / (st[D_SLOW] + scale_floor)
+    z_innov = abs(r_innov) / (st[D_INNOV] + scale_floor)
+
+    # Seasonality: offsets from the slow mean by time of day and by hour of week.
+    z_seas = np.inf
+    seas_d = np.inf
+    seas_r = 0.0
+    has_t = st[SEEN_T] > 0.0
+    bday = 0
+    bweek = 0
+    if has_t:
+        tod = st[LAST_T] % 86400.0
+        bday = int(tod / 86400.0 * DAY_BINS) % DAY_BINS
+        tow = (st[LAST_T] + 3.0 * 86400.0) % (7.0 * 86400.0)
+        bweek = int(tow / (7.0 * 86400.0) * WEEK_BINS) % WEEK_BINS
+        # a seasonal model counts only where it explains the series better than the slow
+        # mean does (its typical error is clearly smaller)
+        if (
+            st[DAY + DAY_BINS + bday] >= p[P_SEAS_MIN]
+            and st[DT] < 86400.0 / 8.0
+            and st[D_SEAS] < p[P_SEAS_GAIN] * st[D_SLOW]
+        ):
+            exp_d = st[M_SLOW] + st[DAY + bday]
+            z_d = abs(x - exp_d) / (st[D_SEAS] + scale_floor)
+            z_seas = z_d
+            seas_d = st[D_SEAS]
+            seas_r = x - exp_d
+        if (
+            st[WEEK + WEEK_BINS + bweek] >= p[P_SEAS_MIN]
+            and st[DT] < 86400.0
+            and st[D_WEEK] < p[P_SEAS_GAIN] * st[D_SLOW]
+        ):
+            exp_w = st[M_SLOW] + st[WEEK + bweek]
+            z_w = abs(x - exp_w) / (st[D_WEEK] + scale_floor)
+            if z_w < z_seas:
+                z_seas = z_w
+                seas_d = st[D_WEEK]
+                seas_r = x - exp_w
+
+    # Change in noise: fast vs slow mean |first difference|.
+    z_noise = 0.0
+    if n > 10.0:
+        ratio = (st[D_DIFF_FAST] + scale_floor) / (st[D_DIFF_SLOW] + scale_floor)
+        if ratio > 1.0:
+            z_noise = p[P_W_NOISE] * math.log(ratio) * 3.0
+
+    # Sustained shifts: a medium mean against the slow mean (and the seasonal residual's
+    # medium mean), so a shift too small for one point shows over a few dozen.
+    z_shift = p[P_W_SHIFT] * abs(st[M_MID] - st[M_SLOW]) / (st[D_SLOW] + scale_floor)
+    if z_seas < np.inf:
+        z_seas = max(z_seas, p[P_W_SHIFT] * abs(st[S_SEAS]) / (seas_d + scale_floor))
+    z = max(z_innov, z_level, z_shift)
+    z = min(z, z_seas)
+    # The recent shape (last SHAPE values, in deviations from the slow mean) against the
+    # shapes remembered: a spike that recurs (a nightly job) is familiar, not news.
+    st[RING + int(st[RING_POS])] = x
+    st[RING_POS] = (st[RING_POS] + 1.0) % SHAPE
+    if p[P_NOV_MODE] != 0.0 and n >= SHAPE:
+        nov = _novelty(st, p, n, st[M_SLOW], st[D_SLOW] + scale_floor)
+        z_nov = p[P_NOV_W] * nov if nov < np.inf else 1e9
+        z = min(z, z_nov)
+    z = max(z, z_noise)
+    z_raw = z
+
+    # --- learn ---
+    cap = p[P_CAP]
+    st[D_SLOW] = _ew(
+        st[D_SLOW], min(abs(r_level), cap * st[D_SLOW] + abs(r_level) * a_dev_n), a_dev_n
+    )
+    st[D_INNOV] = _ew(
+        st[D_INNOV], min(abs(r_innov), cap * st[D_INNOV] + abs(r_innov) * a_dev_n), a_dev_n
+    )
+    st[M_SLOW] = _ew(st[M_SLOW], x, a_slow)
+    st[M_FAST] = _ew(st[M_FAST], x, p[P_A_FAST])
+    a_mid = max(p[P_A_MID], 1.0 / (n + 1.0))
+    st[M_MID] = _ew(st[M_MID], x, a_mid)
+    st[S_SEAS] = _ew(st[S_SEAS], seas_r, a_mid)
+    st[D_DIFF_FAST] = _ew(st[D_DIFF_FAST], abs(diff), max(p[P_A_NOISE], 1.0 / (n + 1.0)))
+    st[D_DIFF_SLOW] = _ew(st[D_DIFF_SLOW], abs(diff), a_dev_n)
+    st[PREV] = x
+    if has_t:
+        off = x - st[M_SLOW]
+        c = st[DAY + DAY_BINS + bday]
+        if c >= p[P_SEAS_MIN]:
+            rs = abs(x - (st[M_SLOW] + st[DAY + bday]))
+            st[D_SEAS] = _ew(st[D_SEAS], rs, a_dev_n)
+        st[DAY + bday] = _ew(st[DAY + bday], off, max(p[P_A_SEAS], 1.0 / (c + 1.0)))
+        st[DAY + DAY_BINS + bday] = c + 1.0
+        cw = st[WEEK + WEEK_BINS + bweek]
+        if cw >= p[P_SEAS_MIN]:
+            rw = abs(x - (st[M_SLOW] + st[WEEK + bweek]))
+            st[D_WEEK] = _ew(st[D_WEEK], rw, a_dev_n)
+        st[WEEK + bweek] = _ew(st[WEEK + bweek], off, max(p[P_A_SEAS], 1.0 / (cw + 1.0)))
+        st[WEEK + WEEK_BINS + bweek] = cw + 1.0
+
+    # --- score ---
+    # divide by the series' own high quantile of surprise: a series that always jumps
+    # must jump further than it usually does
+    if st[ZQ] <= 0.0:
+        st[ZQ] = p[P_Q_REF]
+    q = st[ZQ]
+    z = z / (q / p[P_Q_REF]) ** p[P_Q_BETA]
+    if n >= p[P_WARM] * 0.5:
+        up = 1.0 - p[P_Q] if z_raw <= q else -p[P_Q]
+        st[ZQ] = q * math.exp(-p[P_Q_ETA] * up)
+    # the surprise beyond Z0, squashed into [0, 1)
+    score = 1.0 - math.exp(-max(0.0, z - p[P_Z0]) / p[P_ZC])
+
+    if n < p[P_WARM]:
+        return 0.0
+    if st[QUIET] > 0.0:
+        st[QUIET] -= 1.0
+        return 0.0
+    if score >= p[P_ALERT]:
+        st[QUIET] = p[P_QUIET]
+    return min(max(score, 0.0), 1.0)
+
+
+@njit(cache=True)
+def run(st: np.ndarray, p: np.ndarray, ts: np.ndarray, xs: np.ndarray, out: np.ndarray) -> None:
+    """``step`` over arrays, writing each score to ``out``."""
+    for i in range(len(xs)):
+        out[i] = step(st, p, ts[i], xs[i])
