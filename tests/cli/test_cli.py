@@ -38,7 +38,10 @@ def test_demo_runs_twice_on_a_fresh_store(tmp_path: Path) -> None:
     # deployed, served, and every request in the prediction log
     assert "200 single-row requests to /invocations: p50" in first.stdout
     assert "100% answers as the model" in first.stdout
-    assert "prediction log: 200 rows" in first.stdout
+    assert "prediction log: 400 rows" in first.stdout
+    # half the traffic shifted: the monitor names the shifted columns, and only there
+    shifted = next(line for line in first.stdout.splitlines() if "shifted window" in line)
+    assert "drift in 3 column(s): mean radius, mean texture, worst area" in shifted
     assert "demo-breast-cancer@1 (569 rows)" in first.stdout
     second = _opsloop("demo", home=home)
     # The data pipeline is served from the cache the second time; the same data is
@@ -46,7 +49,8 @@ def test_demo_runs_twice_on_a_fresh_store(tmp_path: Path) -> None:
     assert "9 steps, 9 from the cache" in second.stdout
     assert "demo-breast-cancer@1 (569 rows)" in second.stdout
     assert "served from the cache: demo-classifier version 1" in second.stdout
-    assert "prediction log: 200 rows" in second.stdout  # this run's window
+    assert "prediction log: 400 rows" in second.stdout  # this run's window
+
     data = _opsloop("data", "ls", home=home).stdout
     assert "demo-breast-cancer-train" in data
     models = _opsloop("models", "ls", home=home).stdout

@@ -205,6 +205,7 @@ def run_demo() -> dict[str, Any]:
     served = np.asarray(loaded.predict(x_test))
     agree = float((served.ravel() == best["model"].predict(x_test)).mean())
     traffic = _serve_traffic(x_test, loaded)
+    monitored = _monitor(datasets["train"].ref, list(x_test.columns), traffic["spans"])
     elapsed = time.perf_counter() - t0
 
     table = Table(title=f"opsloop demo — experiment {EXPERIMENT!r}")
@@ -246,13 +247,28 @@ def run_demo() -> dict[str, Any]:
         f"`opsloop serve {DEPLOYMENT}`"
     )
     console.print(
-        f"{traffic['requests']} single-row requests to /invocations: p50 {lat[50]:.2f} ms, "
-        f"p95 {lat[95]:.2f} ms, p99 {lat[99]:.2f} ms; {traffic['agree']:.0%} answers as the model"
+        f"{traffic['steady_requests']} single-row requests to /invocations: p50 {lat[50]:.2f} "
+        f"ms, p95 {lat[95]:.2f} ms, p99 {lat[99]:.2f} ms; {traffic['agree']:.0%} answers as "
+        "the model"
+    )
+    shifted = ", ".join(f"{c} x{f}" for c, f in SHIFTED.items())
+    console.print(
+        f"then {traffic['requests'] - traffic['steady_requests']} more with inputs shifted ({shifted})"
     )
     console.print(
         f"prediction log: {traffic['logged']} rows in the artifact store under "
         f"predictions/{DEPLOYMENT}/ — opsloop.serving.predictions({DEPLOYMENT!r}) reads them"
     )
+    for phase, r in monitored:
+        drifted = (r.summary.get("input_drift") or {}).get("drifted_columns") or []
+        if r.alerted and drifted:
+            what = (
+                f"[bold red]drift[/bold red] in {len(drifted)} column(s): {', '.join(drifted)} "
+                f"(alert event #{r.event_id})"
+            )
+        else:
+            what = f"{r.status}: {r.message}"
+        console.print(f"monitor {r.monitor!r} over the {phase} window ({r.rows} rows): {what}")
     console.print(f"metadata store:  {settings.redacted_database_url()}")
     console.print(f"artifact store:  {settings.artifacts_url}")
     console.print(
@@ -265,13 +281,27 @@ def run_demo() -> dict[str, Any]:
         "runs": len(trials),
         "cache_hits": hits,
         "traffic": traffic,
+        "monitor": {phase: r.to_dict() for phase, r in monitored},
     }
+
+
+SHIFTED = {"mean radius": 1.3, "mean texture": 1.4, "worst area": 1.6}
+
+
+def _phases(x_test: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The traffic, in phases: requests like the test set, then the same requests with
+    some inputs shifted (a sensor recalibrated upstream: the values scaled)."""
+    rows = x_test.iloc[[i % len(x_test) for i in range(REQUESTS)]].reset_index(drop=True)
+    shifted = rows.copy()
+    for column, factor in SHIFTED.items():
+        shifted[column] = shifted[column] * factor
+    return [("steady", rows), ("shifted", shifted)]
 
 
 def _serve_traffic(x_test: pd.DataFrame, model: Any) -> dict[str, Any]:
     """Deploy the production model (once), serve it with ``opsloop serve`` in a process of
-    its own, send single-row requests, stop it (SIGTERM flushes the prediction log), and
-    read the log back."""
+    its own, send single-row requests phase by phase, stop it (SIGTERM flushes the
+    prediction log), and read the log back."""
     import os
     import signal
     import socket
@@ -306,6 +336,11 @@ def _serve_traffic(x_test: pd.DataFrame, model: Any) -> dict[str, Any]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    columns = list(x_test.columns)
+    phases = _phases(x_test)
+    spans: dict[str, tuple[float, float]] = {}
+    latencies: dict[str, list[float]] = {}
+    answers: dict[str, list[Any]] = {}
     try:
         deadline = time.monotonic() + 60
         with httpx.Client(timeout=10) as client:
@@ -321,17 +356,19 @@ def _serve_traffic(x_test: pd.DataFrame, model: Any) -> dict[str, Any]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("opsloop serve did not become ready in 60 s")
                 time.sleep(0.1)
-            columns = list(x_test.columns)
-            rows = x_test.to_numpy().tolist()
-            latencies, answers = [], []
-            for i in range(REQUESTS):
-                row = rows[i % len(rows)]
-                body = {"dataframe_split": {"columns": columns, "data": [row]}}
-                t = time.perf_counter()
-                r = client.post(f"{url}/invocations", json=body)
-                latencies.append((time.perf_counter() - t) * 1000)
-                r.raise_for_status()
-                answers.append(r.json()["predictions"][0])
+            for name, frame in phases:
+                time.sleep(0.02)  # phases do not share a millisecond in the log
+                t_start = time.time()
+                latencies[name], answers[name] = [], []
+                for row in frame.to_numpy().tolist():
+                    body = {"dataframe_split": {"columns": columns, "data": [row]}}
+                    t = time.perf_counter()
+                    r = client.post(f"{url}/invocations", json=body)
+                    latencies[name].append((time.perf_counter() - t) * 1000)
+                    r.raise_for_status()
+                    answers[name].append(r.json()["predictions"][0])
+                time.sleep(0.02)
+                spans[name] = (t_start, time.time())
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -339,14 +376,126 @@ def _serve_traffic(x_test: pd.DataFrame, model: Any) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    expected = [rows[i % len(rows)] for i in range(REQUESTS)]
-    want = np.asarray(model.predict(pd.DataFrame(expected, columns=columns))).ravel()
-    agree = float((np.asarray(answers).ravel() == want).mean())
+    steady = phases[0][1]
+    want = np.asarray(model.predict(steady)).ravel()
+    agree = float((np.asarray(answers["steady"]).ravel() == want).mean())
     logged = len(serving.predictions(DEPLOYMENT, since=since))
-    pct = np.percentile(latencies, [50, 95, 99])
+    pct = np.percentile(latencies["steady"], [50, 95, 99])
     return {
-        "requests": REQUESTS,
+        "requests": sum(len(f) for _n, f in phases),
+        "steady_requests": len(steady),
         "latency_ms": {50: float(pct[0]), 95: float(pct[1]), 99: float(pct[2])},
         "agree": agree,
         "logged": logged,
+        "spans": spans,
+    }
+
+
+def _monitor(
+    reference: str, features: list[str], spans: dict[str, tuple[float, float]]
+) -> list[tuple[str, Any]]:
+    """A monitor on the deployment's inputs against the training data; run over each
+    phase's window of the prediction log (the server would run it every 10 minutes)."""
+    import opsloop.monitoring as mon
+    from opsloop.errors import NotFound
+
+    name = f"{DEPLOYMENT}-inputs"
+    try:
+        m = mon.get_monitor(name)
+        if m.reference != reference:
+            mon.delete_monitor(name)
+            raise NotFound(name)
+    except NotFound:
+        mon.create_monitor(
+            name,
+            deployment=DEPLOYMENT,
+            reference=reference,
+            every="10m",
+            window="1h",
+            checks=["input_drift"],
+            features=features,
+            description="opsloop demo: the served inputs against the training data",
+        )
+    runs = []
+    for phase, (t0, t1) in spans.items():
+        runs.append((phase, mon.run_monitor(name, at=t1, window=t1 - t0)))
+    return runs
+
+
+def _service_log(log: pd.DataFrame, fault_ms: int) -> list[tuple[int, str]]:
+    """The inference service's log over the traffic, as an application would write it:
+    a line per request, and from the fault on, a burst of errors it never wrote before."""
+    lines: list[tuple[int, str]] = []
+    for i, r in enumerate(log.itertuples(index=False)):
+        t = int(r.timestamp.value // 1_000_000)
+        lines.append(
+            (
+                t,
+                f"INFO request {r.request_id} model {MODEL_NAME} v{r.version} "
+                f"answered in {r.latency_ms:.2f} ms",
+            )
+        )
+        if t >= fault_ms and i % 2 == 0:
+            lines.append(
+                (
+                    t,
+                    f"ERROR feature store call for request {r.request_id} timed out after "
+                    f"{r.latency_ms:.0f} ms, retry {i % 3 + 1} of 3",
+                )
+            )
+    return lines
+
+
+def _detect(since: Any, fault_ms: int) -> dict[str, Any]:
+    """What the AIOps detectors find in this run's traffic: the served latency as a
+    signal through the streaming detectors, and the service's log through the log
+    anomaly detectors; the first finding of each and how long after the fault."""
+    from opsloop import serving
+    from opsloop.aiops.logs.ingest import LogConfig, LogIngestor
+    from opsloop.aiops.signals import SignalDetectors, Signals
+    from opsloop.store import default_store
+
+    store = default_store()
+    log = serving.predictions(DEPLOYMENT, since=since).sort_values("timestamp")
+    stamps = (log["timestamp"].astype("int64") // 1_000_000).astype(int).tolist()
+    labels = {"deployment": DEPLOYMENT}
+    Signals(store).push(
+        [
+            {"name": "serving_latency_ms", "labels": labels, "timestamp": t, "value": float(v)}
+            for t, v in zip(stamps, log["latency_ms"], strict=True)
+        ]
+    )
+    found = [
+        a
+        for a in SignalDetectors(store).process()
+        if a.series.name == "serving_latency_ms" and a.series.labels == labels
+    ]
+    after = [a for a in found if a.time_ms >= fault_ms]
+    first = min(after, key=lambda a: a.time_ms) if after else None
+    before = len(found) - len(after)
+    # Windows of a second and a warm-up of 300 lines: the demo's minutes are seconds
+    # (the server's defaults are a minute and ten minutes).
+    config = LogConfig(
+        window_ms=1000, lateness_ms=1000, warmup_ms=1000, warmup_lines=300, min_history=3
+    )
+    result = LogIngestor(store, config).ingest(f"{DEPLOYMENT}-log", _service_log(log, fault_ms))
+    from opsloop.store.events import list_events
+
+    events = [
+        e
+        for e in list_events(store.db, kind="log.anomaly", since_ms=fault_ms - 60_000)
+        if e.event_id in set(result.events)
+    ]
+    log_first = None
+    for e in events:
+        t = e.payload.get("time") or e.time_ms
+        if log_first is None or t < log_first[0]:
+            log_first = (int(t), e)
+    return {
+        "latency_first": first,
+        "latency_false_alarms": before,
+        "log_first": log_first,
+        "log_events": len(events),
+        "lines": sum(1 for _ in _service_log(log, fault_ms)),
+        "accepted": result.accepted,
     }
