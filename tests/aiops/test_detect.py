@@ -229,3 +229,19 @@ def test_an_exactly_recurring_spike_becomes_familiar() -> None:
     s = default_detector().score_series(t, x)
     assert s[500] > 0.5
     assert s[2000::300].max() == 0.0
+
+
+def test_an_outage_soon_after_a_blip_alerts_too() -> None:
+    """A small spike starts the quiet period; a far larger shift inside it still alerts
+    (unless ``escalate=0``), while more of the same does not."""
+    rng = np.random.default_rng(3)
+    t = np.arange(1000) * 1.0
+    x = 5 + rng.normal(0, 0.3, 1000)
+    x[500] += 3  # a blip
+    x[540:580] += 60  # an outage 40 points later, inside the blip's 200-point quiet period
+    s = default_detector().score_series(t, x)
+    assert s[500] >= 0.5
+    assert s[540:545].max() >= 0.5
+    assert (s[501:540] == 0).all()  # the quiet period itself holds
+    off = Detector(escalate=0).score_series(t, x)
+    assert off[500] >= 0.5 and (off[501:700] == 0).all()

@@ -60,6 +60,23 @@ def test_alone_runs_at_once(model: ServedModel) -> None:
     assert asyncio.run(main()) < 0.25  # never the 500 ms wait
 
 
+def test_a_fault_delay_slows_every_predict_call(model: ServedModel) -> None:
+    """The ``fault_delay_ms`` drill: each predict call sleeps that long, answers stay right."""
+
+    async def main(delay_ms: float) -> float:
+        batcher = Batcher(model, max_batch_wait_ms=0, fault_delay_ms=delay_ms)
+        started = time.perf_counter()
+        for _ in range(3):
+            assert answer(await batcher.submit(rows(model, 2.0))) == [(20.0, 1)]
+        elapsed = time.perf_counter() - started
+        await batcher.close()
+        return elapsed
+
+    assert asyncio.run(main(100.0)) >= 0.3
+    with pytest.raises(ValueError, match="delay"):
+        Batcher(model, fault_delay_ms=-1)
+
+
 def test_concurrent_requests_share_a_batch_and_get_their_own_rows(model: ServedModel) -> None:
     async def main() -> None:
         metrics = ServingMetrics()

@@ -99,6 +99,7 @@ def test_create_pinned_with_canary_and_shadow(svc: DeploymentService) -> None:
         ({"model": "churn", "version": 1, "settings": {"max_batch": 3}}, InvalidInput, "unknown serving setting 'max_batch'"),
         ({"model": "churn", "version": 1, "settings": {"workers": 0}}, InvalidInput, "'workers' must be"),
         ({"model": "churn", "version": 1, "settings": {"log_sample_rate": 1.5}}, InvalidInput, "'log_sample_rate'"),
+        ({"model": "churn", "version": 1, "settings": {"fault_delay_ms": -1}}, InvalidInput, "'fault_delay_ms' must be"),
         ({"model": "churn", "version": "x"}, InvalidInput, "version number"),
         ({"model": "s3://bucket/model", "version": 1}, InvalidInput, "not a models:/ URI"),
     ],

@@ -206,6 +206,8 @@ def run_demo() -> dict[str, Any]:
     agree = float((served.ravel() == best["model"].predict(x_test)).mean())
     traffic = _serve_traffic(x_test, loaded)
     monitored = _monitor(datasets["train"].ref, list(x_test.columns), traffic["spans"])
+    fault = traffic["fault"]
+    found = _detect(traffic["since"], fault["start_ms"], str(traffic["instance"]))
     elapsed = time.perf_counter() - t0
 
     table = Table(title=f"opsloop demo — experiment {EXPERIMENT!r}")
@@ -269,6 +271,12 @@ def run_demo() -> dict[str, Any]:
         else:
             what = f"{r.status}: {r.message}"
         console.print(f"monitor {r.monitor!r} over the {phase} window ({r.rows} rows): {what}")
+    console.print(
+        f"latency drill: fault_delay_ms={FAULT_MS:g} on {DEPLOYMENT!r} (revision "
+        f"{fault['revision']}, swapped in without a restart), {fault['requests']} requests: "
+        f"p50 {fault['latency_p50_ms']:.2f} ms; then a burst of new error lines in its log"
+    )
+    console.print(_found_line(found, fault["start_ms"]))
     console.print(f"metadata store:  {settings.redacted_database_url()}")
     console.print(f"artifact store:  {settings.artifacts_url}")
     console.print(
@@ -282,6 +290,7 @@ def run_demo() -> dict[str, Any]:
         "cache_hits": hits,
         "traffic": traffic,
         "monitor": {phase: r.to_dict() for phase, r in monitored},
+        "detected": {k: v for k, v in found.items() if k not in ("latency_first", "log_first")},
     }
 
 
@@ -330,7 +339,17 @@ def _serve_traffic(x_test: pd.DataFrame, model: Any) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}"
     since = datetime.now(UTC)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "opsloop", "serve", DEPLOYMENT, "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "opsloop",
+            "serve",
+            DEPLOYMENT,
+            "--port",
+            str(port),
+            "--poll-interval",
+            "0.2",
+        ],
         env=os.environ.copy(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -369,6 +388,7 @@ def _serve_traffic(x_test: pd.DataFrame, model: Any) -> dict[str, Any]:
                     answers[name].append(r.json()["predictions"][0])
                 time.sleep(0.02)
                 spans[name] = (t_start, time.time())
+            fault = _fault_drill(client, url, columns, phases[0][1])
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -388,6 +408,61 @@ def _serve_traffic(x_test: pd.DataFrame, model: Any) -> dict[str, Any]:
         "agree": agree,
         "logged": logged,
         "spans": spans,
+        "fault": fault,
+        "since": since,
+        "instance": proc.pid,
+    }
+
+
+FAULT_MS = 100.0  # the latency drill: added to every predict call
+FAULT_REQUESTS = 40
+LOG_BATCH = 50  # lines per POST a log shipper would send
+
+
+def _served_revision(client: Any, url: str) -> int:
+    meta = client.get(f"{url}/v2/models/{DEPLOYMENT}").json()
+    return int(meta["parameters"]["revision"])
+
+
+def _switch(client: Any, url: str, delay: float | None, reason: str) -> int:
+    """Set (or with None, unset) the deployment's ``fault_delay_ms`` and wait until the
+    server serves the new revision (it re-resolves the deployment every 0.2 s here)."""
+    from opsloop import serving
+
+    d = serving.update_deployment(
+        DEPLOYMENT, settings={"fault_delay_ms": delay}, reason=reason, who="opsloop demo"
+    )
+    deadline = time.monotonic() + 30
+    while _served_revision(client, url) < d.revision:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"opsloop serve did not swap in revision {d.revision} in 30 s")
+        time.sleep(0.05)
+    return int(d.revision)
+
+
+def _fault_drill(client: Any, url: str, columns: list[str], rows: pd.DataFrame) -> dict[str, Any]:
+    """A latency fault in the served model: the deployment's ``fault_delay_ms`` set (a
+    hot swap, no restart), requests sent through it, then unset again."""
+    import numpy as np
+
+    revision = _switch(client, url, FAULT_MS, f"opsloop demo: a {FAULT_MS:g} ms latency drill")
+    time.sleep(0.02)
+    start_ms = int(time.time() * 1000)
+    latencies = []
+    try:
+        for row in rows.iloc[:FAULT_REQUESTS].to_numpy().tolist():
+            body = {"dataframe_split": {"columns": columns, "data": [row]}}
+            t = time.perf_counter()
+            client.post(f"{url}/invocations", json=body).raise_for_status()
+            latencies.append((time.perf_counter() - t) * 1000)
+    finally:
+        _switch(client, url, None, "opsloop demo: the latency drill is over")
+    return {
+        "start_ms": start_ms,
+        "end_ms": int(time.time() * 1000),
+        "revision": revision,
+        "requests": len(latencies),
+        "latency_p50_ms": float(np.median(latencies)) if latencies else None,
     }
 
 
@@ -446,10 +521,43 @@ def _service_log(log: pd.DataFrame, fault_ms: int) -> list[tuple[int, str]]:
     return lines
 
 
-def _detect(since: Any, fault_ms: int) -> dict[str, Any]:
+def _clock(ms: int) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ms / 1000).strftime("%H:%M:%S.%f")[:-3]
+
+
+def _found_line(found: dict[str, Any], fault_ms: int) -> str:
+    """What the detectors found, and how long after the fault's start."""
+    lines = []
+    a = found["latency_first"]
+    if a is None:
+        lines.append("latency detector: nothing flagged after the fault")
+    else:
+        lines.append(
+            f"latency detector: serving_latency_ms anomalous at {_clock(a.time_ms)} "
+            f"({a.value:.1f} ms, score {a.score:.2f}), {(a.time_ms - fault_ms) / 1000:.2f} s "
+            f"after the fault (event #{a.event_id}); {found['latency_false_alarms']} flagged "
+            "before it"
+        )
+    first = found["log_first"]
+    if first is None:
+        lines.append(f"log detectors: nothing flagged in {found['lines']} lines")
+    else:
+        t, e = first
+        lines.append(
+            f"log detectors: {found['log_events']} event(s) in {found['lines']} lines; the "
+            f"first at {_clock(t)}, {(t - fault_ms) / 1000:.2f} s after the fault: {e.message}"
+        )
+    return "\n".join(lines)
+
+
+def _detect(since: Any, fault_ms: int, instance: str) -> dict[str, Any]:
     """What the AIOps detectors find in this run's traffic: the served latency as a
     signal through the streaming detectors, and the service's log through the log
-    anomaly detectors; the first finding of each and how long after the fault."""
+    anomaly detectors; the first finding of each and how long after the fault. Both are
+    per ``instance`` (this run's ``opsloop serve`` process), as a pod's metrics and log
+    would be."""
     from opsloop import serving
     from opsloop.aiops.logs.ingest import LogConfig, LogIngestor
     from opsloop.aiops.signals import SignalDetectors, Signals
@@ -457,8 +565,9 @@ def _detect(since: Any, fault_ms: int) -> dict[str, Any]:
 
     store = default_store()
     log = serving.predictions(DEPLOYMENT, since=since).sort_values("timestamp")
-    stamps = (log["timestamp"].astype("int64") // 1_000_000).astype(int).tolist()
-    labels = {"deployment": DEPLOYMENT}
+    stamps = [int(t.value // 1_000_000) for t in log["timestamp"]]
+    labels = {"deployment": DEPLOYMENT, "instance": instance}
+    source = f"{DEPLOYMENT}-{instance}"
     Signals(store).push(
         [
             {"name": "serving_latency_ms", "labels": labels, "timestamp": t, "value": float(v)}
@@ -478,17 +587,24 @@ def _detect(since: Any, fault_ms: int) -> dict[str, Any]:
     config = LogConfig(
         window_ms=1000, lateness_ms=1000, warmup_ms=1000, warmup_lines=300, min_history=3
     )
-    result = LogIngestor(store, config).ingest(f"{DEPLOYMENT}-log", _service_log(log, fault_ms))
+    lines = _service_log(log, fault_ms)
+    ingestor = LogIngestor(store, config)
+    event_ids: set[int] = set()
+    accepted = 0
+    for i in range(0, len(lines), LOG_BATCH):  # as a log shipper sends them
+        result = ingestor.ingest(source, lines[i : i + LOG_BATCH])
+        event_ids.update(result.events)
+        accepted += result.accepted
     from opsloop.store.events import list_events
 
     events = [
         e
         for e in list_events(store.db, kind="log.anomaly", since_ms=fault_ms - 60_000)
-        if e.event_id in set(result.events)
+        if e.event_id in event_ids
     ]
     log_first = None
     for e in events:
-        t = e.payload.get("time") or e.time_ms
+        t = e.payload.get("time") or e.payload.get("window_start") or e.time_ms
         if log_first is None or t < log_first[0]:
             log_first = (int(t), e)
     return {
@@ -496,6 +612,6 @@ def _detect(since: Any, fault_ms: int) -> dict[str, Any]:
         "latency_false_alarms": before,
         "log_first": log_first,
         "log_events": len(events),
-        "lines": sum(1 for _ in _service_log(log, fault_ms)),
-        "accepted": result.accepted,
+        "lines": len(lines),
+        "accepted": accepted,
     }

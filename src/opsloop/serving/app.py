@@ -82,6 +82,7 @@ class ServeConfig:
     max_batch_wait_ms: float = 2.0
     max_queue: int = 1024
     max_body_bytes: int = 100 * 1024 * 1024
+    fault_delay_ms: float = 0.0  # a drill: latency added to every predict call
 
 
 class _TooLarge(Exception):
@@ -140,6 +141,7 @@ class ServingApp:
             max_batch_wait_ms=config.max_batch_wait_ms,
             max_queue=config.max_queue,
             metrics=mm,
+            fault_delay_ms=config.fault_delay_ms,
         )
         return _Entry(m, batcher, mm, orjson.dumps(m.metadata()))
 

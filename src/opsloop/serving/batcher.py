@@ -32,6 +32,7 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
+import time
 from dataclasses import dataclass
 
 from opsloop.errors import Unavailable
@@ -65,9 +66,14 @@ class Batcher:
         max_batch_wait_ms: float = 2.0,
         max_queue: int = 1024,
         metrics: ModelMetrics | None = None,
+        fault_delay_ms: float = 0.0,
     ) -> None:
-        if max_batch_size < 1 or max_queue < 1 or max_batch_wait_ms < 0:
-            raise ValueError("max_batch_size and max_queue must be >= 1, the wait >= 0")
+        if max_batch_size < 1 or max_queue < 1 or max_batch_wait_ms < 0 or fault_delay_ms < 0:
+            raise ValueError(
+                "max_batch_size and max_queue must be >= 1, the wait and the delay >= 0"
+            )
+        # A drill (the ``fault_delay_ms`` setting): every predict call sleeps this long.
+        self.fault_delay = fault_delay_ms / 1000.0
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_wait = max_batch_wait_ms / 1000.0
@@ -223,6 +229,8 @@ class Batcher:
     def _call(self, batch: Rows) -> Outputs:
         """On the predict thread: build the model's input, predict, check the output."""
         model = self.model
+        if self.fault_delay:
+            time.sleep(self.fault_delay)
         try:
             raw = model.predict(model_input(batch, model.inputs))
         except Exception as exc:

@@ -177,6 +177,8 @@ def _setting(key: str, value: Any) -> Any:
         raise bad
     if key == "log_flush_interval_s" and f <= 0:
         raise bad
+    if key == "fault_delay_ms" and not 0.0 <= f <= 60_000.0:
+        raise bad
     return f
 
 

@@ -32,6 +32,9 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "log_predictions": ("write the prediction log (true/false)", True),
     "log_sample_rate": ("share of requests logged, by request id (0..1)", 1.0),
     "log_flush_interval_s": ("prediction log flush interval (seconds, > 0)", 2.0),
+    # A drill: latency added to every predict call, to see the monitors and detectors
+    # catch a slow model (``opsloop demo`` uses it); unset it to end the drill.
+    "fault_delay_ms": ("latency added to every predict call (ms, 0..60000; 0: none)", 0.0),
     # Set: ``opsloop server`` runs ``opsloop serve DEPLOYMENT`` on this port for it (one
     # per store; see ``opsloop.serving.supervisor``). Unset: nothing serves it unless
     # someone runs ``opsloop serve`` by hand.

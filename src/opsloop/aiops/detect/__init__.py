@@ -18,7 +18,9 @@ alerting; a noisy repeat still counts); it is divided by the series' own running
 series that always jumps must jump further than usual) and squashed into [0, 1). The
 first 250 points only learn (score 0); after a score of 0.5 or more the next 200 points
 are quiet (NAB, like an on-call engineer, rewards the first alert of an incident and
-charges every further one).
+charges every further one) — unless a surprise 2.5 times the one that began the quiet
+period arrives (a blip, then an outage: the outage alerts too; ``escalate=0`` turns
+this off).
 
 Defined behaviour for awkward input, never an exception: a NaN or infinite value scores
 0 and leaves the state alone; a timestamp that steps back or repeats is scored but does

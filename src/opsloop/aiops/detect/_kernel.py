@@ -33,6 +33,7 @@ M_MID = 15  # medium EW mean of the value
 S_SEAS = 16  # medium EW mean of (value - seasonal expectation)
 ZQ = 17  # running high quantile of the surprise
 RING_POS = 18  # next slot in the ring of recent values
+TRIG_Z = 19  # the surprise that started the quiet period
 HEADER = 20
 DAY_BINS = 48  # half hours of the day
 WEEK_BINS = 168  # hours of the week
@@ -71,7 +72,8 @@ P_NOV_MODE = 20  # 1: a surprise in a familiar shape is explained away (0: off)
 P_NOV_R = 21  # distance (in deviations) within which a shape is familiar
 P_NOV_W = 22  # weight of the novelty surprise
 P_NOV_CLIP = 23  # shape values are clipped to +- this many deviations
-N_PARAMS = 24
+P_ESCALATE = 24  # in a quiet period, a surprise this x the one that started it alerts
+N_PARAMS = 25
 
 
 def default_params() -> np.ndarray:
@@ -101,6 +103,7 @@ def default_params() -> np.ndarray:
     p[P_NOV_R] = 3.0
     p[P_NOV_W] = 24.0
     p[P_NOV_CLIP] = 10.0
+    p[P_ESCALATE] = 2.5
     return p
 
 
@@ -308,9 +311,19 @@ def step(st: np.ndarray, p: np.ndarray, t: float, x: float) -> float:
         return 0.0
     if st[QUIET] > 0.0:
         st[QUIET] -= 1.0
-        return 0.0
+        # quiet, unless a much larger surprise arrives (a blip, then an outage: the
+        # outage alerts too); 0 turns this off
+        escalated = (
+            score >= p[P_ALERT]
+            and p[P_ESCALATE] > 0.0
+            and st[TRIG_Z] > 0.0
+            and z >= p[P_ESCALATE] * st[TRIG_Z]
+        )
+        if not escalated:
+            return 0.0
     if score >= p[P_ALERT]:
         st[QUIET] = p[P_QUIET]
+        st[TRIG_Z] = z
     return min(max(score, 0.0), 1.0)
 
 
