@@ -23,6 +23,8 @@ import io
 import pickle
 import sys
 import threading
+import types
+from collections import ChainMap
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -87,6 +89,26 @@ def load_value(data: bytes, fmt: str) -> Any:
     raise ValueError(f"unknown stored value format {fmt!r}; known: {', '.join(FORMATS)}")
 
 
+def _code_reduce(code: types.CodeType) -> Any:
+    """cloudpickle's reduction of a code object, keeping its file name: cloudpickle >= 3.1.3
+    writes ``<dynamic-code>`` instead, and a step's traceback then loses its source lines."""
+    ctor, args = cloudpickle.cloudpickle._code_reduce(code)
+    if code.co_filename != "<dynamic-code>" and "<dynamic-code>" in args:
+        i = args.index("<dynamic-code>")  # the first string argument is the file name
+        args = (*args[:i], code.co_filename, *args[i + 1 :])
+    return ctor, args
+
+
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    dispatch_table = ChainMap({types.CodeType: _code_reduce}, cloudpickle.Pickler.dispatch_table)
+
+
+def _dumps(obj: Any) -> bytes:
+    with io.BytesIO() as f:
+        _Pickler(f, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        return f.getvalue()
+
+
 def dumps_code(obj: Any, by_value: Iterable[str] = ()) -> bytes:
     """cloudpickle ``obj``, pickling the named modules by value.
 
@@ -99,8 +121,7 @@ def dumps_code(obj: Any, by_value: Iterable[str] = ()) -> bytes:
     """
     names = [n for n in by_value if n not in ("__main__", "__mp_main__")]
     if not names:
-        data: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        return data
+        return _dumps(obj)
     with _by_value_lock:
         already = cloudpickle.list_registry_pickle_by_value()
         registered = []
@@ -111,8 +132,7 @@ def dumps_code(obj: Any, by_value: Iterable[str] = ()) -> bytes:
                     continue  # not imported here (it arrived by value), or someone else's
                 cloudpickle.register_pickle_by_value(module)
                 registered.append(module)
-            out: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-            return out
+            return _dumps(obj)
         finally:
             for module in registered:
                 cloudpickle.unregister_pickle_by_value(module)
