@@ -180,3 +180,24 @@ def test_exact_ks_fallback_recursion_equals_scipy() -> None:
     for m, n, h in [(7, 5, 12), (30, 20, 25), (100, 37, 900), (12, 8, 4)]:
         g = math.gcd(m, n)
         assert close(stats._outer_prob_inside_py(m, n, g, h), float(compiled(m, n, g, h)))
+
+
+@SETTINGS
+@given(
+    st.integers(1, 20_000),
+    st.integers(1, 200_000),
+    st.integers(0, 30),
+    st.integers(0, 30),
+    st.floats(0, 1),
+)
+def test_out_of_range_pvalue_equals_scipy_betabinom(
+    m: int, n: int, below: int, above: int, at: float
+) -> None:
+    b = n - 1 - below - above
+    mean = m * (below + above + 2) / (n + 1)
+    k = int(at * min(m, 6 * mean + 10))  # most of the mass, and some of the far tail
+    got = stats.out_of_range_pvalue(k, m, n, below, above)
+    if b <= 0 or k == 0:
+        assert got == 1.0
+        return
+    assert close(got, float(sps.betabinom.sf(k - 1, m, below + above + 2, b)))

@@ -541,14 +541,15 @@ def _found_line(found: dict[str, Any], fault_ms: int) -> str:
             "before it"
         )
     first = found["log_first"]
-    if first is None:
+    if not first:
         lines.append(f"log detectors: nothing flagged in {found['lines']} lines")
     else:
-        t, e = first
-        lines.append(
-            f"log detectors: {found['log_events']} event(s) in {found['lines']} lines; the "
-            f"first at {_clock(t)}, {(t - fault_ms) / 1000:.2f} s after the fault: {e.message}"
-        )
+        lines.append(f"log detectors: {found['log_events']} event(s) in {found['lines']} lines")
+        for t, e in first:  # the first of each detector
+            lines.append(
+                f"  {e.payload.get('detector')}: at {_clock(t)}, {(t - fault_ms) / 1000:.2f} s "
+                f"after the fault: {e.message}"
+            )
     return "\n".join(lines)
 
 
@@ -602,11 +603,14 @@ def _detect(since: Any, fault_ms: int, instance: str) -> dict[str, Any]:
         for e in list_events(store.db, kind="log.anomaly", since_ms=fault_ms - 60_000)
         if e.event_id in event_ids
     ]
-    log_first = None
+    by_detector: dict[str, tuple[int, Any]] = {}
     for e in events:
-        t = e.payload.get("time") or e.payload.get("window_start") or e.time_ms
-        if log_first is None or t < log_first[0]:
-            log_first = (int(t), e)
+        # a line's time; a rate change is known when its window ends
+        t = int(e.payload.get("time") or e.payload.get("window_end") or e.time_ms)
+        kind = str(e.payload.get("detector"))
+        if kind not in by_detector or t < by_detector[kind][0]:
+            by_detector[kind] = (t, e)
+    log_first = sorted(by_detector.values(), key=lambda te: te[0])
     return {
         "latency_first": first,
         "latency_false_alarms": before,

@@ -1,24 +1,29 @@
 """``drift(reference, current)``: per-column tests, separate signals, multivariate checks.
 
-**Default test per column** (Evidently's rule, by the size of the reference column):
+**Default test per column** (Evidently's rule, but by the size of the *smaller* side:
+the reference column or the current batch's column):
 
-- numeric with more than 5 distinct values: ``ks`` (drift when p < 0.05) up to 1,000
-  reference values, ``wasserstein`` normalised by the reference std (drift above 0.1)
-  beyond;
+- numeric with more than 5 distinct values: ``ks`` (drift when p < 0.05) when either
+  side has at most 1,000 values, ``wasserstein`` normalised by the reference std
+  (drift above 0.1) when both have more;
 - categorical, or numeric with at most 5 distinct values (tested as categories of
-  those values): ``chisquare`` (p < 0.05) up to 1,000, ``jensenshannon`` (above 0.1)
-  beyond. (Evidently uses a proportion Z-test for two categories at small sizes;
-  chi-square with Yates' correction is the same test there.)
+  those values): ``chisquare`` (p < 0.05) when either side has at most 1,000 values,
+  ``jensenshannon`` (above 0.1) when both have more. (Evidently uses a proportion
+  Z-test for two categories at small sizes; chi-square with Yates' correction is the
+  same test there.)
 
-"Size" is the count of values present in the reference column. Missing values (null,
+"Size" is the count of values present in a column (numeric: finite). Evidently goes by
+the reference's size alone; but a fixed distance bound on a small current batch
+mostly measures its sampling noise (the normalised Wasserstein distance of 100 normal
+values from a large sample of their own distribution is over 0.1 two times in three,
+measured), where a p-value test accounts for the batch's size. Missing values (null,
 NaN) are left out of every statistic and reported as the missing share; so are +-inf
-(reported as the infinite share). ``tests`` overrides
-it: one name for every column (``"psi"``; a numeric-only test - ``ks``,
-``wasserstein`` - keeps the default on categorical columns, noted in the entry), or a
-mapping ``{column: test}``. The tests: ``ks``, ``wasserstein`` (divided by the
-reference's std), ``psi``, ``jensenshannon`` (base 2), ``hellinger``, ``chisquare``;
-numeric columns are binned at the reference's deciles for the last four (see
-``opsloop.monitoring.stats``).
+(reported as the infinite share). ``tests`` overrides the default: one name for every
+column (``"psi"``; a numeric-only test - ``ks``, ``wasserstein`` - keeps the default
+on categorical columns, noted in the entry), or a mapping ``{column: test}``. The
+tests: ``ks``, ``wasserstein`` (divided by the reference's std), ``psi``,
+``jensenshannon`` (base 2), ``hellinger``, ``chisquare``; numeric columns are binned
+at the reference's deciles for the last four (see ``opsloop.monitoring.stats``).
 
 **Thresholds** (``threshold=``): ``None`` gives each test its default - p-value tests
 alert when the *adjusted* p-value is below 0.05, distances when above 0.1 (PSI 0.1,
@@ -43,14 +48,25 @@ share (reference, current, change), the infinite share, the share of current val
 outside the reference's [min, max], unseen categories (their count, share and the
 most frequent 20), mixed Python types in an object column, type changes; and at the
 table level the columns added and removed. ``report.alerts`` lists the signals past
-their alert levels (missing share change over 0.05, unseen or out-of-range share
-over 0.01, any type change, added or removed column).
+their alert levels (missing share change over 0.05, unseen share over 0.01, an
+out-of-range share past the test below, any type change, added or removed column).
+
+**Out of range** is a test, not a fixed share: with ``n`` reference values a fresh
+value from the same distribution falls outside their [min, max] with probability
+``2 / (n + 1)`` (1% of a 200-row batch against 200 reference values is what to
+expect). The count outside is compared with that by its exact distribution under no
+drift (``stats.out_of_range_pvalue``: beta-binomial, the binomial ``Bin(m, 2/(n+1))``
+widened for the reference's own chance extremes), the p-values adjusted across the
+numeric columns by ``correction`` as the tests' are; the column alerts when the
+adjusted p-value is below 0.05 (``OUT_OF_RANGE_ALPHA``) *and* the share is over 0.01
+(``OUT_OF_RANGE_ALERT``: on a large batch a significant but tiny excess is not worth
+an alert). The signals keep the count, the expected share and both p-values.
 
 **Cost**: against a fitted (stored) reference a check reads each current column
-once and does not sort it (KS, the default only up to 1,000 reference values, is the
-one test that does): the out-of-range share, the decile bins and the discrete counts
-are comparisons, and the Wasserstein distance comes exactly from the reference's
-stored cells (``stats.wasserstein_unsorted``). What a stored reference saves is the
+once and does not sort it (KS, the default only when a side has at most 1,000
+values, is the one test that does): the out-of-range share, the decile bins and the
+discrete counts are comparisons, and the Wasserstein distance comes exactly from the
+reference's stored cells (``stats.wasserstein_unsorted``). What a stored reference saves is the
 fit (sorting every reference column, its bins, cells and category counts, the
 multivariate model); with a current batch as large as the reference the check's own
 reading and counting of every current value, and the domain classifier, remain.
@@ -100,7 +116,8 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 DRIFT_SHARE = 0.5
 MISSING_ALERT = 0.05
 UNSEEN_ALERT = 0.01
-OUT_OF_RANGE_ALERT = 0.01
+OUT_OF_RANGE_ALERT = 0.01  # the least out-of-range share that alerts ...
+OUT_OF_RANGE_ALPHA = 0.05  # ... when its adjusted p-value is also below this
 LEARNED_SIGMAS = 3.0
 TOP_UNSEEN = 20
 WORKERS = min(2, os.cpu_count() or 1)
@@ -296,6 +313,7 @@ def drift(
             signals={"added": True, "type_current": ctype},
         )
     _decide(entries, correction)
+    _adjust_out_of_range(entries, correction)
     tested = [e for e in entries.values() if e.drifted is not None]
     share = sum(1 for e in tested if e.drifted) / len(tested) if tested else 0.0
     alerts = _alerts(entries, added, removed)
@@ -371,11 +389,13 @@ def _check_tests(tests: str | Mapping[str, str] | None) -> None:
 
 
 def resolve_test(
-    cref: ColumnRef, tests: str | Mapping[str, str] | None
+    cref: ColumnRef, tests: str | Mapping[str, str] | None, n_current: int | None = None
 ) -> tuple[str | None, str | None]:
-    """The test for a column: (test, note). A test that does not apply to the column's
-    kind, asked for all columns at once, leaves the default (and says so)."""
-    default = cref.default_test()
+    """The test for a column: (test, note). The default depends on the smaller of the
+    reference's and the current batch's (``n_current``) sizes. A test that does not
+    apply to the column's kind, asked for all columns at once, leaves the default (and
+    says so)."""
+    default = cref.default_test(n_current)
     if default is None:
         return None, None
     if isinstance(tests, Mapping):
@@ -446,7 +466,7 @@ def _fill(
             f"({cur.type}); not tested"
         )
         return
-    test, note = resolve_test(cref, tests)
+    test, note = resolve_test(cref, tests, _size(cur))
     entry.note = note
     if test is None:
         entry.note = f"{cref.kind} columns are not tested for drift; signals only"
@@ -469,10 +489,12 @@ def _fill(
     if spec == "learned":
         learned = cref.learned.get(test)
         if learned is None:
-            entry.note = (
-                f"no learned threshold for {test} (fit the reference with "
-                "learn_thresholds=True); used the default"
+            how = (
+                f"the reference learned {', '.join(cref.learned)} only: refit it"
+                if cref.learned
+                else "fit the reference with learn_thresholds=True"
             )
+            entry.note = f"no learned threshold for {test} ({how}); used the default"
             spec = None
         else:
             entry.threshold = _scaled(learned, test, n_cur, cref.present)
@@ -482,6 +504,13 @@ def _fill(
         raise InvalidInput(f"a threshold must be a number or 'learned', not {spec!r}")
     entry.threshold = float(spec) if spec is not None else DEFAULT_THRESHOLDS[test]
     entry.threshold_on = "p_value" if test in P_VALUE_TESTS else "statistic"
+
+
+def _size(cur: cols.Column) -> int:
+    """The values of a current column a test compares (numeric: finite ones)."""
+    if cur.values is not None:
+        return int(np.count_nonzero(np.isfinite(cur.values)))
+    return int(cur.counts.sum())
 
 
 def _scaled(learned: Mapping[str, float], test: str, m: int, n: int) -> float:
@@ -534,6 +563,13 @@ def _numeric(
         lo = int(np.count_nonzero(cur < nr.sorted[0]))
         hi = int(np.count_nonzero(cur > nr.sorted[-1]))
         sig["out_of_range_share"] = (lo + hi) / n_fin
+        if not rest:
+            below, above = nr.beyond_ends()
+            sig["out_of_range_count"] = lo + hi
+            sig["out_of_range_expected_share"] = (below + above + 2) / (nr.n + 1)
+            sig["out_of_range_p_value"] = stats.out_of_range_pvalue(
+                lo + hi, n_fin, nr.n, below, above
+            )
     if nr.n == 0:
         raise ValueError("the reference has no finite values in this column")
     if n_fin == 0:
@@ -647,6 +683,14 @@ def _decide(entries: dict[str, ColumnDrift], correction: str) -> None:
             e.drifted = bool(e.statistic > e.threshold)
 
 
+def _adjust_out_of_range(entries: dict[str, ColumnDrift], correction: str) -> None:
+    """The out-of-range p-values adjusted across the columns that have one."""
+    sigs = [e.signals for e in entries.values() if "out_of_range_p_value" in e.signals]
+    adj = stats.adjust_pvalues([s["out_of_range_p_value"] for s in sigs], correction)
+    for s, a in zip(sigs, adj.tolist(), strict=True):
+        s["out_of_range_p_value_adjusted"] = float(a)
+
+
 def _alerts(entries: dict[str, ColumnDrift], added: list[str], removed: list[str]) -> list[str]:
     out: list[str] = [f"{c}: column added" for c in added]
     out += [f"{c}: column removed" for c in removed]
@@ -666,8 +710,17 @@ def _alerts(entries: dict[str, ColumnDrift], added: list[str], removed: list[str
         if us is not None and us > UNSEEN_ALERT:
             out.append(f"{name}: {us:.1%} of values are unseen in the reference")
         oor = s.get("out_of_range_share")
-        if oor is not None and oor > OUT_OF_RANGE_ALERT:
-            out.append(f"{name}: {oor:.1%} of values are outside the reference's range")
+        oor_p = s.get("out_of_range_p_value_adjusted")
+        if (
+            oor is not None
+            and oor > OUT_OF_RANGE_ALERT
+            and oor_p is not None
+            and oor_p < OUT_OF_RANGE_ALPHA
+        ):
+            out.append(
+                f"{name}: {oor:.1%} of values are outside the reference's range "
+                f"(expected {s['out_of_range_expected_share']:.1%}, p {oor_p:.2g})"
+            )
         if e.drifted:
             out.append(f"{name}: drift ({e.test} {e.statistic:.4g})")
     return out

@@ -16,7 +16,10 @@
   (``opsloop.monitoring.multivariate``);
 - optionally (``learn_thresholds=True``), each column's statistic between chunks of
   the reference and the rest of it, from which a check derives a threshold that
-  matches the data's own variation (see ``opsloop.monitoring.checks``).
+  matches the data's own variation (see ``opsloop.monitoring.checks``): for each test
+  the column's checks may use (the default test depends on the current batch's size
+  too, so a column of more than 1,000 values learns both its small-batch p-value test
+  and its distance).
 
 ``to_bytes``/``from_bytes`` serialise it as an ``.npz`` of plain arrays plus one JSON
 header (no pickle). A numeric column with more than ``max_exact`` (100,000) values is
@@ -100,6 +103,16 @@ class NumericRef:
         self._grid_done = True
         return self.grid
 
+    def beyond_ends(self) -> tuple[int, int]:
+        """Reference values below ``sorted[0]`` and above ``sorted[-1]``: none, unless
+        the column is a sketch, whose ends are the order statistics of ranks
+        ``0.5 n / k`` and ``(k - 0.5) n / k`` (``sketch``)."""
+        k = len(self.sorted)
+        if not self.sketched or k == 0 or self.n <= k:
+            return 0, 0
+        ends = ((np.asarray([0, k - 1]) + 0.5) * self.n / k).astype(np.int64)
+        return int(ends[0]), max(self.n - 1 - int(ends[1]), 0)
+
     @property
     def min(self) -> float | None:
         return float(self.sorted[0]) if len(self.sorted) else None
@@ -134,16 +147,23 @@ class ColumnRef:
     def is_discrete(self) -> bool:
         return self.numeric is not None and self.numeric.discrete is not None
 
-    def default_test(self) -> str | None:
-        """The test used when none is named (the rule is ``drift``'s docstring's)."""
+    def default_test(self, n_current: int | None = None) -> str | None:
+        """The test used when none is named (the rule is ``drift``'s docstring's): a
+        p-value test when the smaller side - this column's values, or ``n_current``
+        values of the current batch - has at most ``SMALL_SAMPLE`` values, a distance
+        beyond. Without ``n_current``, by the reference's size alone."""
         if self.kind == NUMERIC and self.numeric is not None:
-            small = self.numeric.n <= SMALL_SAMPLE
-            if self.is_discrete:
-                return "chisquare" if small else "jensenshannon"
-            return "ks" if small else "wasserstein"
-        if self.kind == CATEGORICAL:
-            return "chisquare" if self.present <= SMALL_SAMPLE else "jensenshannon"
-        return None
+            size = self.numeric.n
+        elif self.kind == CATEGORICAL:
+            size = self.present
+        else:
+            return None
+        if n_current is not None:
+            size = min(size, n_current)
+        small = size <= SMALL_SAMPLE
+        if self.kind == CATEGORICAL or self.is_discrete:
+            return "chisquare" if small else "jensenshannon"
+        return "ks" if small else "wasserstein"
 
 
 def fit_column(c: cols.Column) -> ColumnRef:
@@ -282,36 +302,48 @@ class Reference:
     ) -> None:
         """Learn each column's natural variation from ``chunks`` contiguous chunks of
         ``data`` (the data this reference was fitted on)."""
-        from opsloop.monitoring.checks import column_statistic, resolve_test
+        from opsloop.monitoring.checks import resolve_test
 
         rows = cols.num_rows(data)
         if chunks < 2 or rows < 2 * chunks:
             return
         self.chunks = chunks
         bounds = np.linspace(0, rows, chunks + 1).astype(np.int64)
-        for name, cref in self.columns.items():
-            test, _ = resolve_test(cref, tests)
-            if test is None:
+        for cref in self.columns.values():
+            # The default test depends on the current batch's size too, unknown here:
+            # learn each test the column's checks may use.
+            wanted: list[str] = []
+            for n_cur in (None, SMALL_SAMPLE):
+                test, _ = resolve_test(cref, tests, n_current=n_cur)
+                if test is not None and test not in wanted:
+                    wanted.append(test)
+            for test in wanted:
+                self._learn_column(data, cref, test, bounds)
+
+    def _learn_column(
+        self, data: object, cref: ColumnRef, test: str, bounds: np.ndarray[Any, Any]
+    ) -> None:
+        from opsloop.monitoring.checks import column_statistic
+
+        values: list[float] = []
+        sizes: list[int] = []
+        for lo, hi in itertools.pairwise(bounds):
+            try:
+                c = cols.read(_slice(data, int(lo), int(hi)), cref.name)
+                v, _, n_cur = column_statistic(cref, c, test, rest=True)
+            except Exception:  # a chunk that cannot be tested teaches nothing
                 continue
-            values: list[float] = []
-            sizes: list[int] = []
-            for lo, hi in itertools.pairwise(bounds):
-                try:
-                    c = cols.read(_slice(data, int(lo), int(hi)), name)
-                    v, _, n_cur = column_statistic(cref, c, test, rest=True)
-                except Exception:  # a chunk that cannot be tested teaches nothing
-                    continue
-                if v is not None and math.isfinite(v):
-                    values.append(v)
-                    sizes.append(n_cur)
-            if len(values) >= 2:
-                arr = np.asarray(values)
-                cref.learned[test] = {
-                    "mean": float(arr.mean()),
-                    "std": float(arr.std(ddof=1)),
-                    "chunk": float(np.mean(sizes)),
-                    "n": len(values),
-                }
+            if v is not None and math.isfinite(v):
+                values.append(v)
+                sizes.append(n_cur)
+        if len(values) >= 2:
+            arr = np.asarray(values)
+            cref.learned[test] = {
+                "mean": float(arr.mean()),
+                "std": float(arr.std(ddof=1)),
+                "chunk": float(np.mean(sizes)),
+                "n": len(values),
+            }
 
     # -- stored form ------------------------------------------------------------------
 
