@@ -77,6 +77,45 @@ def test_a_fault_delay_slows_every_predict_call(model: ServedModel) -> None:
         Batcher(model, fault_delay_ms=-1)
 
 
+def test_a_slow_model_leaves_the_loop_free_and_a_quick_one_runs_inline(
+    model: ServedModel,
+) -> None:
+    """A request alone runs on the loop's thread only when predict calls are quick; a
+    slow model's predict runs on the predict thread, so the loop goes on meanwhile."""
+
+    async def ticks_during(batcher: Batcher, wait: float) -> int:
+        ticks = 0
+        done = False
+
+        async def tick() -> None:
+            nonlocal ticks
+            while not done:
+                ticks += 1
+                await asyncio.sleep(0.002)
+
+        ticker = asyncio.get_running_loop().create_task(tick())
+        await asyncio.sleep(0)
+        await batcher.submit(rows(model, 1.0, wait=wait))
+        done = True
+        await ticker
+        return ticks
+
+    async def main() -> tuple[int, int, float]:
+        batcher = Batcher(model, max_batch_wait_ms=0)
+        slow = [await ticks_during(batcher, 0.05) for _ in range(3)]
+        quick = Batcher(model, max_batch_wait_ms=0)
+        for _ in range(30):
+            await quick.submit(rows(model, 1.0))
+        inline = await ticks_during(quick, 0.0)
+        await batcher.close()
+        await quick.close()
+        return min(slow), inline, quick._predict_s
+
+    slow, _inline, mean_s = asyncio.run(main())
+    assert slow >= 5  # the loop ticked through every 50 ms predict
+    assert mean_s < 0.005  # the quick model is known as quick: it runs inline
+
+
 def test_concurrent_requests_share_a_batch_and_get_their_own_rows(model: ServedModel) -> None:
     async def main() -> None:
         metrics = ServingMetrics()
