@@ -236,12 +236,17 @@ def main() -> None:
         model = flavors.load_model(folder).unwrap()
         for _ in range(200):
             model.predict(row)
-        samples = []
-        for _ in range(2000):
-            t = time.perf_counter()
-            model.predict(row)
-            samples.append(time.perf_counter() - t)
-        bare_ms = statistics.median(samples) * 1000
+        # The median of each of five rounds, the lowest kept: a round that another
+        # process's burst (a server starting) slows does not count.
+        medians = []
+        for _ in range(5):
+            samples = []
+            for _ in range(400):
+                t = time.perf_counter()
+                model.predict(row)
+                samples.append(time.perf_counter() - t)
+            medians.append(statistics.median(samples))
+        bare_ms = min(medians) * 1000
 
         split = orjson.dumps(
             {"dataframe_split": {"columns": list(X.columns), "data": row.to_numpy().tolist()}}
