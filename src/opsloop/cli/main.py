@@ -12,6 +12,7 @@ from opsloop.cli import data as data_cmd
 from opsloop.cli import db as db_cmd
 from opsloop.cli import deploy as deploy_cmd
 from opsloop.cli import detect as detect_cmd
+from opsloop.cli import events as events_cmd
 from opsloop.cli import logs as logs_cmd
 from opsloop.cli import models as models_cmd
 from opsloop.cli import monitor as monitor_cmd
@@ -38,6 +39,7 @@ app.add_typer(deploy_cmd.app, name="deploy")
 app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(monitor_cmd.app, name="monitor")
 app.add_typer(signals_cmd.app, name="signals")
+app.add_typer(events_cmd.app, name="events")
 err = Console(stderr=True)
 
 
