@@ -21,19 +21,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from opsloop.core.ids import now_ms
 from opsloop.monitoring.monitors import MonitorRun, MonitorService
-from opsloop.store.sql import upsert
-from opsloop.store.tables import scheduler_leases as L
+from opsloop.store.leases import Lease
 
 if TYPE_CHECKING:
     from opsloop.store import Store
@@ -79,7 +73,8 @@ class MonitorScheduler:
         self.lease_ttl_ms = int(lease_ttl * 1000)
         self.clock = clock or now_ms
         self.service = MonitorService(store, self.clock)
-        self.holder = f"{socket.gethostname()[:200]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease = Lease(store.db, LEASE, self.lease_ttl_ms)
+        self.holder = self.lease.holder
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -108,12 +103,7 @@ class MonitorScheduler:
             self._thread.join(timeout)
             self._thread = None
         try:
-            with self.store.db.write() as conn:
-                conn.execute(
-                    L.update()
-                    .where((L.c.name == LEASE) & (L.c.holder == self.holder))
-                    .values(expires_time=0)
-                )
+            self.lease.release()
         except Exception:
             log.exception("could not release the monitors lease")
 
@@ -136,32 +126,6 @@ class MonitorScheduler:
     def tick(self, now: int | None = None) -> list[MonitorRun] | None:
         """Run the due monitors if this scheduler holds the lease (None if it does not)."""
         at = self.clock() if now is None else int(now)
-        if not self._lead(at):
+        if not self.lease.take(at):
             return None
         return self.service.run_due(at)
-
-    def _lead(self, now: int) -> bool:
-        with self.store.db.read() as conn:
-            row = conn.execute(
-                sa.select(L.c.holder, L.c.expires_time).where(L.c.name == LEASE)
-            ).first()
-        if row is not None and row.holder != self.holder and row.expires_time > now:
-            return False
-        with self.store.db.write() as conn:
-            return _hold(conn, self.holder, now, self.lease_ttl_ms)
-
-
-def _hold(conn: Connection, holder: str, now: int, ttl_ms: int) -> bool:
-    upsert(
-        conn, L, {"name": LEASE, "holder": "", "acquired_time": 0, "expires_time": 0}, ["name"], []
-    )
-    result = conn.execute(
-        L.update()
-        .where((L.c.name == LEASE) & ((L.c.holder == holder) | (L.c.expires_time <= now)))
-        .values(
-            holder=holder,
-            expires_time=now + ttl_ms,
-            acquired_time=sa.case((L.c.holder == holder, L.c.acquired_time), else_=now),
-        )
-    )
-    return bool(result.rowcount == 1)

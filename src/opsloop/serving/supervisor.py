@@ -44,26 +44,23 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from opsloop.core.ids import now_ms
 from opsloop.store import Store
-from opsloop.store.sql import upsert
-from opsloop.store.tables import deployments, scheduler_leases
+from opsloop.store.leases import Lease, lease_holder
+from opsloop.store.tables import deployments
 
 log = logging.getLogger("opsloop.serving")
 
@@ -76,7 +73,6 @@ STARTING: Final = "starting"  # the process is up; /v2/health/ready has not answ
 RUNNING: Final = "running"  # it answered /v2/health/ready
 BACKOFF: Final = "backoff"  # it exited; restarted at next_start_time
 
-L = scheduler_leases
 D = deployments
 
 
@@ -182,7 +178,8 @@ class Supervisor:
         self.max_backoff = max_backoff
         self.stop_timeout = stop_timeout
         self.child_poll_interval = child_poll_interval
-        self.holder = f"{socket.gethostname()[:150]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease = Lease(self.db, LEASE, self.lease_ttl_ms)
+        self.holder = self.lease.holder
         self.log_dir = store.settings.home / "logs" / "serving"
         self.state_path = state_path(store)
         self._managed: dict[str, _Managed] = {}
@@ -233,7 +230,7 @@ class Supervisor:
         finally:
             self._stop_all()
             try:
-                self._release()
+                self.lease.release()
             except Exception:
                 log.exception("could not release the serving supervisor lease")
 
@@ -241,7 +238,7 @@ class Supervisor:
 
     def tick(self) -> None:
         """One round: lease, wanted servers, start/stop/restart, readiness, state file."""
-        if not self._lead():
+        if not self.lease.take(now_ms()):
             if self._leading:
                 log.warning("serving supervisor lost its lease; stopping its servers")
                 self._stop_all()
@@ -413,53 +410,6 @@ class Supervisor:
         with contextlib.suppress(Exception):
             self._write_state()
 
-    # -- the lease ------------------------------------------------------------------------
-
-    def _lead(self) -> bool:
-        now = now_ms()
-        with self.db.read() as conn:
-            row = conn.execute(
-                sa.select(L.c.holder, L.c.expires_time).where(L.c.name == LEASE)
-            ).first()
-        if row is not None and row.holder != self.holder and row.expires_time > now:
-            return False
-        # Renew once half the lease is used, not every tick: fewer write transactions.
-        if (
-            row is not None
-            and row.holder == self.holder
-            and row.expires_time - now > self.lease_ttl_ms // 2
-        ):
-            return True
-        with self.db.write() as conn:
-            return self._hold(conn, now)
-
-    def _hold(self, conn: Connection, now: int) -> bool:
-        upsert(
-            conn,
-            L,
-            {"name": LEASE, "holder": "", "acquired_time": 0, "expires_time": 0},
-            ["name"],
-            [],
-        )
-        result = conn.execute(
-            L.update()
-            .where((L.c.name == LEASE) & ((L.c.holder == self.holder) | (L.c.expires_time <= now)))
-            .values(
-                holder=self.holder,
-                expires_time=now + self.lease_ttl_ms,
-                acquired_time=sa.case((L.c.holder == self.holder, L.c.acquired_time), else_=now),
-            )
-        )
-        return result.rowcount == 1
-
-    def _release(self) -> None:
-        with self.db.write() as conn:
-            conn.execute(
-                L.update()
-                .where((L.c.name == LEASE) & (L.c.holder == self.holder))
-                .values(expires_time=0)
-            )
-
     # -- state ----------------------------------------------------------------------------
 
     def state(self) -> dict[str, dict[str, Any]]:
@@ -505,9 +455,8 @@ def server_state(store: Store, name: str) -> dict[str, Any] | None:
         data = json.loads(state_path(store).read_text())
     except (OSError, ValueError):
         return None
-    with store.db.read() as conn:
-        row = conn.execute(sa.select(L.c.holder, L.c.expires_time).where(L.c.name == LEASE)).first()
-    if row is None or row.expires_time <= now_ms() or row.holder != data.get("holder"):
+    holder = lease_holder(store.db, LEASE, now_ms())
+    if holder is None or holder != data.get("holder"):
         return None  # written by a supervisor that is gone
     state = data.get("deployments", {}).get(name)
     return dict(state) if isinstance(state, dict) else None

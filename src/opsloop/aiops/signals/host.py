@@ -81,6 +81,8 @@ class HostCollector:
         def attempt(what: str, read: Callable[[], Any]) -> None:
             try:
                 read()
+            # psutil raises NotImplementedError for a reading the platform lacks (and
+            # some lack the function: AttributeError): that signal is left out.
             except (OSError, AttributeError, RuntimeError, NotImplementedError) as exc:
                 log.debug("host signal %s not available: %s", what, exc)
 

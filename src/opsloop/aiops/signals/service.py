@@ -31,16 +31,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from opsloop.aiops.signals.anomalies import Anomaly, SignalDetectors
 from opsloop.aiops.signals.anomalies import enabled_by_env as detection_enabled
@@ -59,8 +55,7 @@ from opsloop.aiops.signals.storage import Signals
 from opsloop.core.ids import now_ms
 from opsloop.errors import InvalidInput
 from opsloop.store import Store
-from opsloop.store.sql import upsert
-from opsloop.store.tables import scheduler_leases
+from opsloop.store.leases import Lease
 
 log = logging.getLogger("opsloop.signals")
 
@@ -74,7 +69,6 @@ ENV_DEPLOYMENTS = "OPSLOOP_SIGNALS_SCRAPE_DEPLOYMENTS"
 ENV_RETENTION = "OPSLOOP_SIGNALS_RETENTION"
 DEPLOYMENTS_EVERY_MS = 15_000
 COMPACT_EVERY_MS = 60_000
-L = scheduler_leases
 
 
 def enabled_by_env() -> bool:
@@ -136,7 +130,8 @@ class SignalsService:
         self._deployments_seen: int | None = None
         self.host_every_ms = host_every_ms
         self.lease_ttl_ms = int(lease_ttl * 1000)
-        self.holder = f"{socket.gethostname()[:200]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease = Lease(store.db, LEASE, self.lease_ttl_ms)
+        self.holder = self.lease.holder
         self._host: HostCollector | None = None
         self._last_host: int | None = None
         self._last_extra: dict[str, int] = {}
@@ -219,7 +214,7 @@ class SignalsService:
 
     def tick(self, now: int | None = None) -> TickReport:
         at = self.clock() if now is None else now
-        if not self._lead(at):
+        if not self.lease.take(at):
             return TickReport(leader=False)
         report = TickReport(leader=True)
         report.scrapes = self._scrape_due(at)
@@ -283,50 +278,8 @@ class SignalsService:
             results.append(result)
         return results
 
-    # -- the lease (the scheduler's table, a row of its own) ---------------------------
-
-    def _lead(self, now: int) -> bool:
-        with self.db.read() as conn:
-            row = conn.execute(
-                sa.select(L.c.holder, L.c.expires_time).where(L.c.name == LEASE)
-            ).first()
-        if row is not None and row.holder != self.holder and row.expires_time > now:
-            return False
-        if (
-            row is not None
-            and row.holder == self.holder
-            and row.expires_time - now > self.lease_ttl_ms // 2
-        ):
-            return True  # renewed recently: no write transaction every tick
-        with self.db.write() as conn:
-            return self._hold(conn, now)
-
-    def _hold(self, conn: Connection, now: int) -> bool:
-        upsert(
-            conn,
-            L,
-            {"name": LEASE, "holder": "", "acquired_time": 0, "expires_time": 0},
-            ["name"],
-            [],
-        )
-        result = conn.execute(
-            L.update()
-            .where((L.c.name == LEASE) & ((L.c.holder == self.holder) | (L.c.expires_time <= now)))
-            .values(
-                holder=self.holder,
-                expires_time=now + self.lease_ttl_ms,
-                acquired_time=sa.case((L.c.holder == self.holder, L.c.acquired_time), else_=now),
-            )
-        )
-        return result.rowcount == 1
-
     def release(self) -> None:
-        with self.db.write() as conn:
-            conn.execute(
-                L.update()
-                .where((L.c.name == LEASE) & (L.c.holder == self.holder))
-                .values(expires_time=0)
-            )
+        self.lease.release()
 
 
 def service_from_env(store: Store) -> SignalsService | None:

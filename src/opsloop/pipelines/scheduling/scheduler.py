@@ -48,7 +48,6 @@ import socket
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,12 +71,11 @@ from opsloop.pipelines.scheduling.entities import (
 from opsloop.pipelines.scheduling.service import ScheduleService, insert_fire
 from opsloop.store import Store
 from opsloop.store.db import process_is_alive
-from opsloop.store.sql import upsert
+from opsloop.store.leases import Lease, new_holder
 from opsloop.store.tables import (
     dataset_versions,
     pipeline_schedule_fires,
     pipeline_schedules,
-    scheduler_leases,
 )
 
 log = logging.getLogger("opsloop.scheduler")
@@ -90,7 +88,6 @@ LOG_TAIL = 2000
 
 S = pipeline_schedules
 F = pipeline_schedule_fires
-L = scheduler_leases
 
 
 def enabled_by_env() -> bool:
@@ -185,7 +182,8 @@ class Scheduler:
         self.clock = clock or now_ms
         self.service = ScheduleService(store, self.clock)
         self.host = socket.gethostname()[:200]
-        self.holder = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease = Lease(self.db, LEASE, self.lease_ttl_ms, new_holder(self.host))
+        self.holder = self.lease.holder
         self.log_dir = Path(log_dir) if log_dir else store.settings.home / "logs" / "schedules"
         self._children: dict[int, _Child] = {}
         self._stop = threading.Event()
@@ -255,12 +253,12 @@ class Scheduler:
         """Do one round (see the module docstring) at ``now`` (default: the clock).
         ``start=False`` records fires but starts none (they stay queued)."""
         at = _ms(now, self.clock)
-        if not self._may_lead(at):
+        if not self.lease.may_take(at):
             return TickReport(leader=False)
         exited = self._reap()
         report = TickReport(leader=True)
         with self.db.write() as conn:
-            if not self._hold(conn, at):
+            if not self.lease.hold(conn, at):
                 return TickReport(leader=False)
             self._reconcile(conn, at, exited, report)
             self._fire_due(conn, at, report)
@@ -272,51 +270,13 @@ class Scheduler:
 
     # -- the lease ------------------------------------------------------------------------
 
-    def _may_lead(self, now: int) -> bool:
-        """A cheap read first: followers do not take the write lock every tick."""
-        with self.db.read() as conn:
-            row = conn.execute(
-                sa.select(L.c.holder, L.c.expires_time).where(L.c.name == LEASE)
-            ).first()
-        return row is None or row.holder == self.holder or row.expires_time <= now
-
-    def _hold(self, conn: Connection, now: int) -> bool:
-        upsert(
-            conn,
-            L,
-            {"name": LEASE, "holder": "", "acquired_time": 0, "expires_time": 0},
-            ["name"],
-            [],
-        )
-        result = conn.execute(
-            L.update()
-            .where((L.c.name == LEASE) & ((L.c.holder == self.holder) | (L.c.expires_time <= now)))
-            .values(
-                holder=self.holder,
-                expires_time=now + self.lease_ttl_ms,
-                acquired_time=sa.case((L.c.holder == self.holder, L.c.acquired_time), else_=now),
-            )
-        )
-        return result.rowcount == 1
-
     def release(self) -> None:
         """Give up the lease if this scheduler holds it."""
-        with self.db.write() as conn:
-            conn.execute(
-                L.update()
-                .where((L.c.name == LEASE) & (L.c.holder == self.holder))
-                .values(expires_time=0)
-            )
+        self.lease.release()
 
     def lease_holder(self) -> str | None:
         """Who holds the lease now (None: nobody, or it expired)."""
-        with self.db.read() as conn:
-            row = conn.execute(
-                sa.select(L.c.holder, L.c.expires_time).where(L.c.name == LEASE)
-            ).first()
-        if row is None or row.expires_time <= self.clock():
-            return None
-        return str(row.holder)
+        return self.lease.current_holder(self.clock())
 
     # -- reconcile ------------------------------------------------------------------------
 
