@@ -18,14 +18,13 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from opsloop.core.ids import now_ms
+from opsloop.core.ticker import Ticker, interval_from_env
 from opsloop.monitoring.monitors import MonitorRun, MonitorService
 from opsloop.store.leases import Lease
 
@@ -44,7 +43,7 @@ def enabled_by_env() -> bool:
     return os.environ.get(ENV_ENABLED, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-class MonitorScheduler:
+class MonitorScheduler(Ticker):
     """Runs due monitors every ``interval`` seconds in a background thread; one acts
     per store, the holder of the ``monitors`` lease (the pipeline scheduler's lease
     table and rule: renewed each tick, taken over only once expired, by a conditional
@@ -58,6 +57,8 @@ class MonitorScheduler:
             ...     # monitors run on time while this block runs
     """
 
+    name = "monitors"
+
     def __init__(
         self,
         store: Store,
@@ -68,60 +69,22 @@ class MonitorScheduler:
     ) -> None:
         if interval <= 0 or lease_ttl <= interval:
             raise ValueError("need interval > 0 and lease_ttl > interval")
+        super().__init__(interval)
         self.store = store
-        self.interval = interval
         self.lease_ttl_ms = int(lease_ttl * 1000)
         self.clock = clock or now_ms
         self.service = MonitorService(store, self.clock)
         self.lease = Lease(store.db, LEASE, self.lease_ttl_ms)
         self.holder = self.lease.holder
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @classmethod
     def from_env(cls, store: Store) -> MonitorScheduler:
         """A scheduler ticking every ``OPSLOOP_MONITOR_INTERVAL`` seconds (5)."""
-        raw = os.environ.get(ENV_INTERVAL, "").strip()
-        try:
-            interval = float(raw) if raw else 5.0
-        except ValueError:
-            log.warning("%s=%r is not a number of seconds; using 5", ENV_INTERVAL, raw)
-            interval = 5.0
-        interval = max(0.05, interval)
+        interval = interval_from_env(ENV_INTERVAL, 5.0)
         return cls(store, interval=interval, lease_ttl=max(60.0, interval * 5))
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="opsloop-monitors", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        try:
-            self.lease.release()
-        except Exception:
-            log.exception("could not release the monitors lease")
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[MonitorScheduler]:
-        self.start()
-        try:
-            yield self
-        finally:
-            self.stop()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:
-                log.exception("monitor tick failed; trying again in %.1f s", self.interval)
-            self._stop.wait(self.interval)
+    def stopped(self) -> None:
+        self.lease.release()  # another server's scheduler takes over at once
 
     def tick(self, now: int | None = None) -> list[MonitorRun] | None:
         """Run the due monitors if this scheduler holds the lease (None if it does not)."""

@@ -46,11 +46,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -58,6 +57,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from opsloop.core.ids import now_ms
+from opsloop.core.ticker import Ticker
 from opsloop.store import Store
 from opsloop.store.leases import Lease, lease_holder
 from opsloop.store.tables import deployments
@@ -145,7 +145,7 @@ def _death_signal() -> Callable[[], None] | None:
     return preexec
 
 
-class Supervisor:
+class Supervisor(Ticker):
     """Runs ``opsloop serve`` for every deployment with a ``port`` setting (see the
     module docstring).
 
@@ -154,6 +154,8 @@ class Supervisor:
         sup = Supervisor(store, interval=1.0)
         sup.start(); ...; sup.stop()
     """
+
+    name = "serving-supervisor"
 
     def __init__(
         self,
@@ -170,9 +172,9 @@ class Supervisor:
             raise ValueError(
                 "need interval > 0, lease_ttl > 2 * interval, 0 < backoff <= max_backoff"
             )
+        super().__init__(interval)
         self.store = store
         self.db = store.db
-        self.interval = interval
         self.lease_ttl_ms = int(lease_ttl * 1000)
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -185,48 +187,19 @@ class Supervisor:
         self._managed: dict[str, _Managed] = {}
         self._leading = False
         self._written: dict[str, Any] | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._preexec = _death_signal()
 
-    # -- the background thread -----------------------------------------------------------
+    # -- the background thread (started and stopped as a Ticker) ------------------------
 
-    def start(self) -> None:
-        """Supervise in a background thread until ``stop()``."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._loop, name="opsloop-serving-supervisor", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Stop every child (they drain and flush), give up the lease."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(self.stop_timeout + 10)
-            self._thread = None
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Supervisor]:
-        """``start()`` on entry, ``stop()`` on exit."""
-        self.start()
-        try:
-            yield self
-        finally:
-            self.stop()
+        super().stop(self.stop_timeout + 10 if timeout is None else timeout)
 
     def _loop(self) -> None:
         # The children are started from this thread (their death signal follows it), so
         # they are stopped from it too, on the way out.
         try:
-            while not self._stop.is_set():
-                try:
-                    self.tick()
-                except Exception:
-                    log.exception("serving supervisor tick failed; again in %.1f s", self.interval)
-                self._stop.wait(self.interval)
+            super()._loop()
         finally:
             self._stop_all()
             try:

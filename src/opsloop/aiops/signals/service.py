@@ -28,11 +28,9 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -53,6 +51,7 @@ from opsloop.aiops.signals.scrape import (
 )
 from opsloop.aiops.signals.storage import Signals
 from opsloop.core.ids import now_ms
+from opsloop.core.ticker import Ticker
 from opsloop.errors import InvalidInput
 from opsloop.store import Store
 from opsloop.store.leases import Lease
@@ -93,9 +92,11 @@ class TickReport:
     anomalies: list[Anomaly] = field(default_factory=list)
 
 
-class SignalsService:
+class SignalsService(Ticker):
     """Scrapes, host collection and limit checks in a background thread (see the module
     docstring). ``clock`` gives now in ms."""
+
+    name = "signals"
 
     def __init__(
         self,
@@ -114,9 +115,9 @@ class SignalsService:
     ) -> None:
         if interval <= 0 or lease_ttl <= interval:
             raise ValueError("need interval > 0 and lease_ttl > interval")
+        super().__init__(interval)
         self.store = store
         self.db = store.db
-        self.interval = interval
         self.clock = clock or now_ms
         self.signals = Signals(store, clock=self.clock)
         self.limits = Limits(store, signals=self.signals, clock=self.clock)
@@ -138,8 +139,6 @@ class SignalsService:
         self._last_compact = 0
         self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="opsloop-scrape")
         self._http = httpx.Client(follow_redirects=True)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @classmethod
     def from_env(cls, store: Store) -> SignalsService:
@@ -172,43 +171,11 @@ class SignalsService:
             detect=detection_enabled(),
         )
 
-    # -- the background thread -------------------------------------------------------
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="opsloop-signals", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop ticking and give up the lease."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def stopped(self) -> None:
+        """Close the scrape pool and client, give up the lease."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
-        try:
-            self.release()
-        except Exception:
-            log.exception("could not release the signals lease")
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[SignalsService]:
-        self.start()
-        try:
-            yield self
-        finally:
-            self.stop()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:
-                log.exception("signals tick failed; trying again in %.1f s", self.interval)
-            self._stop.wait(self.interval)
+        self.release()
 
     # -- one tick --------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
 from opsloop.core.ids import now_ms
+from opsloop.core.ticker import interval_from_env
 from opsloop.pipelines.scheduling import timing
 from opsloop.pipelines.scheduling.entities import (
     CRON,
@@ -193,13 +194,7 @@ class Scheduler:
     @classmethod
     def from_env(cls, store: Store) -> Scheduler:
         """A scheduler whose tick interval is ``OPSLOOP_SCHEDULER_INTERVAL`` seconds (2)."""
-        raw = os.environ.get(ENV_INTERVAL, "").strip()
-        try:
-            interval = float(raw) if raw else 2.0
-        except ValueError:
-            log.warning("%s=%r is not a number of seconds; using 2", ENV_INTERVAL, raw)
-            interval = 2.0
-        interval = max(0.05, interval)
+        interval = interval_from_env(ENV_INTERVAL, 2.0)
         return cls(store, interval=interval, lease_ttl=max(30.0, interval * 5))
 
     # -- the background thread -----------------------------------------------------------
