@@ -9,7 +9,6 @@ or the operating system's user.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from opsloop.cli.common import utc_time
 from opsloop.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -37,10 +37,6 @@ def _svc() -> DeploymentService:
     from opsloop.store import default_service
 
     return default_service(DeploymentService)
-
-
-def _time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _settings(pairs: list[str], unset: list[str] | None = None) -> dict[str, Any] | None:
@@ -196,7 +192,7 @@ def ls() -> None:
             escape(d.model_uri),
             escape(_split(d)),
             str(d.revision),
-            _time(d.last_updated_time),
+            utc_time(d.last_updated_time),
         )
     console.print(table)
 
@@ -233,7 +229,7 @@ def show(name: Annotated[str, typer.Argument(help="Deployment name.")]) -> None:
                 )
             )
     console.print(
-        f"created {_time(d.creation_time)} by {escape(d.created_by)}; "
+        f"created {utc_time(d.creation_time)} by {escape(d.created_by)}; "
         f"prediction log: artifacts under predictions/{escape(d.name)}/"
     )
     _print_events(svc.history(name, 10), "latest changes")
@@ -250,7 +246,12 @@ def _print_events(events: list[DeploymentEvent], title: str) -> None:
         if e.shadow_version is not None:
             split += f", shadow v{e.shadow_version}"
         table.add_row(
-            str(e.revision), _time(e.time), e.action, escape(e.who), escape(split), escape(e.reason)
+            str(e.revision),
+            utc_time(e.time),
+            e.action,
+            escape(e.who),
+            escape(split),
+            escape(e.reason),
         )
     console.print(table)
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from opsloop.cli.signals import _store, _time, _when
+from opsloop.cli.common import local_store, parse_when, utc_time
 from opsloop.errors import InvalidInput, NotFound
 
 app = typer.Typer(
@@ -47,25 +47,25 @@ def ls(
 
     now = int(time.time() * 1000)
     found = list_events(
-        _store().db,
+        local_store().db,
         kind=kind or None,
         subject=subject,
         source=source,
         severity=severity,
-        since_ms=_when(since, now),
+        since_ms=parse_when(since, now),
         limit=SCAN,
     )[-limit:]
     if as_json:
         for e in found:
             typer.echo(json.dumps(e.to_dict(), default=str))
         return
-    table = Table(title=f"{len(found)} event(s) since {_time(_when(since, now))} UTC")
+    table = Table(title=f"{len(found)} event(s) since {utc_time(parse_when(since, now))} UTC")
     for col in ("id", "time (UTC)", "kind", "severity", "subject", "message"):
         table.add_column(col, overflow="fold")
     for e in found:
         table.add_row(
             str(e.event_id),
-            _time(e.time_ms),
+            utc_time(e.time_ms),
             e.kind,
             e.severity,
             escape(e.subject or "-"),
@@ -81,7 +81,7 @@ def show(event_id: Annotated[int, typer.Argument(help="The event's id.")]) -> No
 
     if event_id < 1:
         raise InvalidInput(f"an event id is a positive integer, got {event_id}")
-    found = list_events(_store().db, after_id=event_id - 1, limit=1)
+    found = list_events(local_store().db, after_id=event_id - 1, limit=1)
     if not found or found[0].event_id != event_id:
         raise NotFound(f"no event with id {event_id}")
     typer.echo(json.dumps(found[0].to_dict(), indent=2, default=str))

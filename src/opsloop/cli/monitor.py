@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from opsloop.cli.common import utc_time
+
 if TYPE_CHECKING:
     from opsloop.monitoring.checks import DriftReport
 
@@ -210,14 +212,6 @@ def _service() -> Any:
     return MonitorService(default_store())
 
 
-def _when(ms: int | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    from datetime import UTC, datetime
-
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime(fmt)
-
-
 def _split(text: str | None) -> list[str] | None:
     if text is None:
         return None
@@ -275,7 +269,7 @@ def _print_monitor(m: Any) -> None:
     d = m.to_dict()
     console.print(f"  every      {d['every']}, window {d['window']}")
     console.print(
-        f"  state      {'enabled' if m.enabled else 'paused'}; next run {_when(m.next_run_time)}"
+        f"  state      {'enabled' if m.enabled else 'paused'}; next run {utc_time(m.next_run_time)}"
     )
     cfg = m.config
     console.print(f"  features   {escape(', '.join(cfg.get('features') or []))}")
@@ -295,8 +289,8 @@ def _print_monitor(m: Any) -> None:
 def _print_run(r: Any, prefix: str = "") -> None:
     colour = {"ok": "green", "alert": "red", "no_data": "yellow", "failed": "red"}[r.status]
     console.print(
-        f"{prefix}[{colour}]{r.status}[/{colour}] {_when(r.window_start)} .. "
-        f"{_when(r.window_end)} UTC, {r.rows:,} rows: {escape(r.message)}"
+        f"{prefix}[{colour}]{r.status}[/{colour}] {utc_time(r.window_start)} .. "
+        f"{utc_time(r.window_end)} UTC, {r.rows:,} rows: {escape(r.message)}"
         + (f" (event {r.event_id})" if r.event_id else "")
     )
 
@@ -413,7 +407,7 @@ def ls(
             d["every"],
             d["window"],
             "enabled" if m.enabled else "paused",
-            f"{last.status} at {_when(last.window_end)}" if last else "-",
+            f"{last.status} at {utc_time(last.window_end)}" if last else "-",
         )
     console.print(table)
 
@@ -483,7 +477,7 @@ def results(
         if row["run_id"] not in wanted:
             continue
         table.add_row(
-            _when(row["window_end"], "%m-%d %H:%M:%S"),
+            utc_time(row["window_end"], "%m-%d %H:%M:%S"),
             row["check"],
             escape(row["signal"]),
             escape(row["metric"]),
@@ -509,7 +503,7 @@ def pause(name: Annotated[str, typer.Argument()]) -> None:
 def resume(name: Annotated[str, typer.Argument()]) -> None:
     """Run on schedule again, from the next slot on."""
     m = _service().resume(name)
-    err.print(f"resumed monitor {escape(name)}; next run {_when(m.next_run_time)} UTC")
+    err.print(f"resumed monitor {escape(name)}; next run {utc_time(m.next_run_time)} UTC")
 
 
 @app.command("delete")

@@ -12,7 +12,6 @@ import csv
 import json
 import math
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,10 +20,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from opsloop.cli.common import local_store, parse_when, utc_time
 from opsloop.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from opsloop.store import Store
+    pass
 
 app = typer.Typer(
     help="Signals: operational time series, pushed, scraped or from the host; limits "
@@ -46,12 +46,6 @@ Labels = Annotated[
 ]
 
 
-def _store() -> Store:
-    from opsloop.store import default_store
-
-    return default_store()
-
-
 def _labels(pairs: list[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs or []:
@@ -62,12 +56,6 @@ def _labels(pairs: list[str] | None) -> dict[str, str]:
     return out
 
 
-def _time(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _num(v: float | None) -> str:
     if v is None:
         return "-"
@@ -76,30 +64,6 @@ def _num(v: float | None) -> str:
 
 def _labels_text(labels: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
-
-
-def _when(value: str | None, now: int) -> int | None:
-    """A time: ms since the epoch, an ISO date, or a duration before now (``1h``)."""
-    if value is None:
-        return None
-    from opsloop.aiops.signals.model import parse_duration_ms
-
-    v = value.strip()
-    if v.isdigit():
-        return int(v)
-    try:
-        return now - parse_duration_ms(v, "the time")
-    except InvalidInput:
-        pass
-    try:
-        d = datetime.fromisoformat(v)
-    except ValueError:
-        raise InvalidInput(
-            f"a time is ms since the epoch, an ISO date or a span before now (1h), got {value!r}"
-        ) from None
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=UTC)
-    return round(d.timestamp() * 1000)
 
 
 def _read_points(file: str) -> Any:
@@ -168,9 +132,9 @@ def push(
         except ValueError:
             raise InvalidInput(f"the value must be a number (or NaN), got {value!r}") from None
         point: dict[str, Any] = {"name": name, "labels": _labels(label), "value": number}
-        point["timestamp"] = _when(time, now_ms()) if time else None
+        point["timestamp"] = parse_when(time, now_ms()) if time else None
         points = [point]
-    report = Signals(_store()).push(points)
+    report = Signals(local_store()).push(points)
     console.print(
         f"stored {report.points} point(s) in {report.series} series ({report.new_series} new)"
     )
@@ -186,7 +150,7 @@ def ls(
     """The stored series with their last point (or, without a selector, the names)."""
     from opsloop.aiops.signals.storage import Signals
 
-    sig = Signals(_store())
+    sig = Signals(local_store())
     if selector is None and not as_json:
         names = sig.names()
         t = Table("name", "series")
@@ -210,7 +174,7 @@ def ls(
             str(s.series_id),
             escape(s.name),
             escape(_labels_text(s.labels)),
-            _time(s.last_time),
+            utc_time(s.last_time),
             _num(s.last_value),
         )
     console.print(t)
@@ -233,9 +197,9 @@ def query(
     from opsloop.core.ids import now_ms
 
     now = now_ms()
-    start = _when(since, now) if since else None
-    end = _when(until, now) if until else None
-    sig = Signals(_store())
+    start = parse_when(since, now) if since else None
+    end = parse_when(until, now) if until else None
+    sig = Signals(local_store())
     if fmt == "csv":
         df = sig.query_frame(selector, start, end)
         out = output or sys.stdout
@@ -272,8 +236,8 @@ def query(
             escape(d.series.name),
             escape(_labels_text(d.series.labels)),
             str(n),
-            _time(int(d.timestamps[0])) if n else "-",
-            _time(int(d.timestamps[-1])) if n else "-",
+            utc_time(int(d.timestamps[0])) if n else "-",
+            utc_time(int(d.timestamps[-1])) if n else "-",
             _num(float(d.values[-1])) if n else "-",
             _num(float(finite.min())) if len(finite) else "-",
             _num(float(finite.max())) if len(finite) else "-",
@@ -288,7 +252,7 @@ def host() -> None:
     from opsloop.aiops.signals.storage import Signals
 
     rows = HostCollector().collect()
-    Signals(_store()).ingest(rows)
+    Signals(local_store()).ingest(rows)
     t = Table("name", "labels", "value")
     for name, labels, _t, value in rows:
         extra = {k: v for k, v in labels.items() if k not in ("job", "host")}
@@ -316,7 +280,7 @@ def scrape_add(
     """Scrape a /metrics URL from now on (`opsloop server` does it)."""
     from opsloop.aiops.signals.scrape import ScrapeTargets
 
-    t = ScrapeTargets(_store()).add(
+    t = ScrapeTargets(local_store()).add(
         url,
         job=job,
         every=every,
@@ -334,13 +298,13 @@ def scrape_ls() -> None:
     from opsloop.aiops.signals.scrape import ScrapeTargets
 
     t = Table("name", "job", "every", "last scrape (UTC)", "up", "samples", "error")
-    for x in ScrapeTargets(_store()).list():
+    for x in ScrapeTargets(local_store()).list():
         up = {None: "-", True: "[green]1[/green]", False: "[red]0[/red]"}[x.up]
         t.add_row(
             escape(x.name),
             escape(x.job),
             x.to_dict()["every"],
-            _time(x.last_scrape_time),
+            utc_time(x.last_scrape_time),
             up,
             "-" if x.last_samples is None else str(x.last_samples),
             escape(x.last_error or ""),
@@ -353,7 +317,7 @@ def scrape_rm(name: Annotated[str, typer.Argument(help="The target's name (its U
     """Stop scraping a target (its series stay)."""
     from opsloop.aiops.signals.scrape import ScrapeTargets
 
-    ScrapeTargets(_store()).remove(name)
+    ScrapeTargets(local_store()).remove(name)
     console.print(f"removed {escape(name)}")
 
 
@@ -369,7 +333,7 @@ def scrape_once_cmd(
 
     result = scrape_once(make_target(url, job=job))
     if store:
-        Signals(_store()).ingest(result.rows)
+        Signals(local_store()).ingest(result.rows)
     if result.up:
         console.print(
             f"up: {result.samples} samples in {result.duration_ms} ms"
@@ -404,7 +368,7 @@ def limit_add(
     before it is crossed and signal.breach when it is."""
     from opsloop.aiops.signals.limits import Limits
 
-    x = Limits(_store()).add(
+    x = Limits(local_store()).add(
         selector,
         above=above,
         below=below,
@@ -428,7 +392,7 @@ def limit_ls() -> None:
     from opsloop.aiops.signals.limits import Limits
 
     t = Table("name", "selector", "limit", "horizon", "window", "confidence")
-    for x in Limits(_store()).list():
+    for x in Limits(local_store()).list():
         d = x.to_dict()
         t.add_row(
             escape(x.name),
@@ -446,7 +410,7 @@ def limit_rm(name: Annotated[str, typer.Argument(help="The limit's name.")]) -> 
     """Remove a limit."""
     from opsloop.aiops.signals.limits import Limits
 
-    Limits(_store()).remove(name)
+    Limits(local_store()).remove(name)
     console.print(f"removed {escape(name)}")
 
 
@@ -464,16 +428,18 @@ def limit_forecast(name: Annotated[str, typer.Argument(help="The limit's name.")
     from opsloop.aiops.signals.limits import Limits
 
     t = Table("series", "state", "now", "per hour", "predicted breach (UTC)", "interval", "p")
-    for s, f in Limits(_store()).forecast(name):
+    for s, f in Limits(local_store()).forecast(name):
         interval = (
-            f"{_time(f.earliest_time)} .. {_time(f.latest_time)}" if f.status == "forecast" else "-"
+            f"{utc_time(f.earliest_time)} .. {utc_time(f.latest_time)}"
+            if f.status == "forecast"
+            else "-"
         )
         t.add_row(
             escape(s.selector()),
             _STATE.get(f.status, f.status),
             _num(f.current),
             _num(f.slope_per_hour),
-            _time(f.predicted_time),
+            utc_time(f.predicted_time),
             interval,
             _num(f.probability),
         )
@@ -489,7 +455,7 @@ def limit_check(
     """Check the limits now, as the server does, recording changes as events."""
     from opsloop.aiops.signals.limits import Limits
 
-    found = Limits(_store()).check(everything=everything)
+    found = Limits(local_store()).check(everything=everything)
     for e in found:
         mark = f" (event {e.event_id})" if e.event_id else ""
         console.print(
