@@ -2,7 +2,7 @@
 monitors, the signals service, the log window closer).
 
 A subclass sets ``name`` (the thread's and the log's) and ``interval`` (seconds) and
-defines ``tick()``; ``stopped()`` runs once the thread has ended (e.g. to release a
+defines ``tick()``; ``wake()`` brings the next tick forward; ``stopped()`` runs once the thread has ended (e.g. to release a
 lease). A tick that raises is logged and the next comes ``interval`` later.
 
 Example::
@@ -54,6 +54,7 @@ class Ticker(ABC):
             raise ValueError("interval must be > 0")
         self.interval = interval
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     @abstractmethod
@@ -74,6 +75,7 @@ class Ticker(ABC):
     def stop(self, timeout: float = 30.0) -> None:
         """Stop ticking (the current tick finishes), then ``stopped()``."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -81,6 +83,10 @@ class Ticker(ABC):
             self.stopped()
         except Exception:
             log.exception("%s: stopping failed", self.name)
+
+    def wake(self) -> None:
+        """Tick now rather than at the next interval (e.g. after a manual trigger)."""
+        self._wake.set()
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Self]:
@@ -97,4 +103,5 @@ class Ticker(ABC):
                 self.tick()
             except Exception:
                 log.exception("%s tick failed; trying again in %.1f s", self.name, self.interval)
-            self._stop.wait(self.interval)
+            self._wake.wait(self.interval)
+            self._wake.clear()

@@ -39,7 +39,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -47,8 +46,7 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +55,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
 from opsloop.core.ids import now_ms
-from opsloop.core.ticker import interval_from_env
+from opsloop.core.ticker import Ticker, interval_from_env
 from opsloop.pipelines.scheduling import timing
 from opsloop.pipelines.scheduling.entities import (
     CRON,
@@ -148,7 +146,7 @@ class _Child:
     log: Path
 
 
-class Scheduler:
+class Scheduler(Ticker):
     """Fires schedules and runs their pipelines; one acts per database (see the module
     docstring). Times are ms since the epoch; ``clock`` gives now (the tests set it,
     or pass ``now`` to ``tick``).
@@ -158,6 +156,8 @@ class Scheduler:
         with Scheduler(store, interval=1.0).running():
             ...   # schedules fire while this block runs
     """
+
+    name = "scheduler"
 
     def __init__(
         self,
@@ -174,9 +174,9 @@ class Scheduler:
             raise ValueError(
                 "need interval > 0, lease_ttl > interval, heartbeat > 0, lost_after > heartbeat"
             )
+        super().__init__(interval)
         self.store = store
         self.db = store.db
-        self.interval = interval
         self.lease_ttl_ms = int(lease_ttl * 1000)
         self.lost_after_ms = int(lost_after * 1000)
         self.heartbeat = heartbeat
@@ -187,9 +187,6 @@ class Scheduler:
         self.holder = self.lease.holder
         self.log_dir = Path(log_dir) if log_dir else store.settings.home / "logs" / "schedules"
         self._children: dict[int, _Child] = {}
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @classmethod
     def from_env(cls, store: Store) -> Scheduler:
@@ -197,50 +194,12 @@ class Scheduler:
         interval = interval_from_env(ENV_INTERVAL, 2.0)
         return cls(store, interval=interval, lease_ttl=max(30.0, interval * 5))
 
-    # -- the background thread -----------------------------------------------------------
+    # -- the background thread (a Ticker: start, stop, wake, running) ---------------------
 
-    def start(self) -> None:
-        """Tick in a background thread until ``stop()``."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="opsloop-scheduler", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop ticking and give up the lease, so another server takes over at once.
-        Running pipelines go on: each reports its own end."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        try:
-            self.release()
-        except Exception:
-            log.exception("could not release the scheduler lease")
-
-    def wake(self) -> None:
-        """Tick now rather than at the next interval (e.g. after a manual trigger)."""
-        self._wake.set()
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Scheduler]:
-        """``start()`` on entry, ``stop()`` on exit."""
-        self.start()
-        try:
-            yield self
-        finally:
-            self.stop()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:
-                log.exception("scheduler tick failed; trying again in %.1f s", self.interval)
-            self._wake.wait(self.interval)
-            self._wake.clear()
+    def stopped(self) -> None:
+        """Give up the lease, so another server takes over at once. Running pipelines go
+        on: each reports its own end."""
+        self.release()
 
     # -- one tick -------------------------------------------------------------------------
 
