@@ -10,8 +10,12 @@ needs no tuning per series. Each point is compared with:
   clearly better than the slow mean (daily and weekly seasonality);
 - the recent size of steps against the long-run size (changes in noise);
 
-each as a z-score against its own running scale. The largest surprise that a usable
-seasonal profile does not explain is cut down when the shape of the last 8 points
+each as a z-score against its own running scale. Where a seasonal profile is usable,
+a value far from it is a surprise in its own right (a daily peak that does not come, a
+quiet holiday), even when it is ordinary for the series as a whole. A surprise no larger
+than 1.5 times the largest seen on earlier days within half an hour of this time of day
+is explained (a nightly job's spike is routine; that memory fades by a fifth a day).
+The largest surprise that a usable seasonal profile does not explain is cut down when the shape of the last 8 points
 matches a remembered one almost exactly (64 shapes are kept, least recently used go
 first: a machine-made pattern that recurs, such as a nightly job's exact spike, stops
 alerting; a noisy repeat still counts); it is divided by the series' own running 99th percentile of surprise (a

@@ -45,7 +45,12 @@ RING = WEEK + 2 * WEEK_BINS  # the last SHAPE values
 PROTO = RING + SHAPE  # N_PROTO shapes of SHAPE values
 PROTO_N = PROTO + N_PROTO * SHAPE  # times each shape was matched
 PROTO_T = PROTO_N + N_PROTO  # when each shape was last matched (point count)
-STATE_SIZE = PROTO_T + N_PROTO
+# time-of-day surprise memory: per half-hour bin, the largest surprise of earlier days
+# (decayed), the largest of the bin's current day, and that day's number
+MEM_PREV = PROTO_T + N_PROTO
+MEM_TODAY = MEM_PREV + DAY_BINS
+MEM_DAY = MEM_TODAY + DAY_BINS
+STATE_SIZE = MEM_DAY + DAY_BINS
 
 # --- parameters (defaults in default_params) ---------------------------------------
 P_A_SLOW = 0  # weight of a new point in the slow mean
@@ -73,7 +78,10 @@ P_NOV_R = 21  # distance (in deviations) within which a shape is familiar
 P_NOV_W = 22  # weight of the novelty surprise
 P_NOV_CLIP = 23  # shape values are clipped to +- this many deviations
 P_ESCALATE = 24  # in a quiet period, a surprise this x the one that started it alerts
-N_PARAMS = 25
+P_MEM_R = 25  # a surprise within this x the usual one at this time of day is explained (0: off)
+P_MEM_DECAY = 26  # the time-of-day memory keeps this share of itself per day
+P_SEAS_W = 27  # weight of the seasonal surprise on its own (where the profile is used)
+N_PARAMS = 28
 
 
 def default_params() -> np.ndarray:
@@ -104,6 +112,9 @@ def default_params() -> np.ndarray:
     p[P_NOV_W] = 24.0
     p[P_NOV_CLIP] = 10.0
     p[P_ESCALATE] = 2.5
+    p[P_MEM_R] = 1.5
+    p[P_MEM_DECAY] = 0.8
+    p[P_SEAS_W] = 0.6
     return p
 
 
@@ -155,6 +166,15 @@ def _novelty(st: np.ndarray, p: np.ndarray, n: float, center: float, scale: floa
     st[PROTO_N + k] += 1.0
     st[PROTO_T + k] = n
     return dist
+
+
+@njit(cache=True, inline="always")
+def _mem_prev(st: np.ndarray, p: np.ndarray, b: int, day: float) -> float:
+    """The time-of-day bin's memory of earlier days, rolled over to ``day``."""
+    if st[MEM_DAY + b] == day:
+        return st[MEM_PREV + b]
+    decay = p[P_MEM_DECAY] ** max(1.0, day - st[MEM_DAY + b])
+    return max(st[MEM_PREV + b] * decay, st[MEM_TODAY + b] * p[P_MEM_DECAY])
 
 
 @njit(cache=True)
@@ -260,8 +280,30 @@ def step(st: np.ndarray, p: np.ndarray, t: float, x: float) -> float:
         nov = _novelty(st, p, n, st[M_SLOW], st[D_SLOW] + scale_floor)
         z_nov = p[P_NOV_W] * nov if nov < np.inf else 1e9
         z = min(z, z_nov)
+    # Far from a usable seasonal profile is news in itself (a daily peak that does not
+    # come), even where the value is ordinary for the series as a whole; the shapes do
+    # not explain it, as they know nothing of the time of day.
+    if z_seas < np.inf:
+        z = max(z, p[P_SEAS_W] * z_seas)
     z = max(z, z_noise)
     z_raw = z
+    # A surprise no larger than the ones usual at this time of day (on earlier days,
+    # within half an hour) is explained: a nightly job's spike is routine.
+    day_ok = has_t and st[DT] < 86400.0 / 8.0 and p[P_MEM_R] > 0.0
+    if day_ok:
+        day = math.floor(st[LAST_T] / 86400.0)
+        usual = 0.0
+        for k in range(-1, 2):
+            usual = max(usual, _mem_prev(st, p, (bday + k) % DAY_BINS, day))
+        if z <= p[P_MEM_R] * usual:
+            z = min(z, p[P_Z0])
+        prev = _mem_prev(st, p, bday, day)
+        if st[MEM_DAY + bday] != day:
+            st[MEM_TODAY + bday] = 0.0
+        st[MEM_PREV + bday] = prev
+        st[MEM_DAY + bday] = day
+        if n >= p[P_WARM]:
+            st[MEM_TODAY + bday] = max(st[MEM_TODAY + bday], z_raw)
 
     # --- learn ---
     cap = p[P_CAP]
