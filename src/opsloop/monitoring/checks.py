@@ -121,6 +121,8 @@ OUT_OF_RANGE_ALPHA = 0.05  # ... when its adjusted p-value is also below this
 LEARNED_SIGMAS = 3.0
 TOP_UNSEEN = 20
 WORKERS = min(2, os.cpu_count() or 1)
+_NO_F: Floats = np.zeros(0)
+_NO_I: Ints = np.zeros(0, np.int64)
 
 ThresholdSpec = float | str | Mapping[str, float | str] | None
 
@@ -547,21 +549,30 @@ def column_statistic(
 def _numeric(
     nr: NumericRef, x: Floats, test: str, rest: bool, sig: dict[str, Any]
 ) -> tuple[float | None, float | None, int]:
-    # The current values are not sorted unless the test is KS: the range, the bins and
-    # the Wasserstein distance are all read from the unsorted values against the
-    # reference's sorted values and cells (the sort is the fit's work, done once).
-    finite = np.isfinite(x)
-    n_fin = int(np.count_nonzero(finite))
-    present = int(np.count_nonzero(~np.isnan(x))) if n_fin != len(x) else n_fin
-    cur = x[finite] if n_fin != len(x) else x  # read only: it may be the caller's memory
+    # The current values are not sorted unless the test is KS: one compiled pass
+    # counts the missing, infinite and out-of-range values and, for Wasserstein, reads
+    # the exact distance off the reference's sorted values and cells (the sort is the
+    # fit's work, done once); the binned tests compare with the reference's edges.
+    from opsloop.monitoring._kernels import numeric_scan
+
+    grid = nr.wgrid() if test == "wasserstein" and nr.n else None
+    lo_ref = float(nr.sorted[0]) if nr.n else math.nan
+    hi_ref = float(nr.sorted[-1]) if nr.n else math.nan
+    if grid is not None:
+        g_edges, g_starts, g_sums = grid.edges, grid.starts, grid.sums
+    else:
+        g_edges, g_starts, g_sums = _NO_F, _NO_I, _NO_F
+    n_nan, n_pinf, n_ninf, lo, hi, w = numeric_scan(
+        x, lo_ref, hi_ref, g_edges, g_starts, g_sums, nr.sorted, grid is not None
+    )
+    present = len(x) - n_nan
+    n_fin = present - n_pinf - n_ninf
     ref_present = nr.n + nr.pos_inf + nr.neg_inf
     sig["infinite_share_reference"] = (
         (nr.pos_inf + nr.neg_inf) / ref_present if ref_present else None
     )
     sig["infinite_share_current"] = (present - n_fin) / present if present else None
     if nr.n and n_fin:
-        lo = int(np.count_nonzero(cur < nr.sorted[0]))
-        hi = int(np.count_nonzero(cur > nr.sorted[-1]))
         sig["out_of_range_share"] = (lo + hi) / n_fin
         if not rest:
             below, above = nr.beyond_ends()
@@ -574,19 +585,22 @@ def _numeric(
         raise ValueError("the reference has no finite values in this column")
     if n_fin == 0:
         raise ValueError("the current data has no finite values in this column")
-    if test in ("ks", "wasserstein"):
-        factor = 1.0
-        if rest:  # chunk vs the whole = (1 - m/n) x chunk vs the rest, for ECDF gaps
-            factor = 1.0 / max(1.0 - n_fin / nr.n, 1e-12)
-        if test == "ks":
-            srt = np.sort(cur)
-            if nr.sketched:
-                d = stats.ks_statistic(nr.sorted, srt) * factor
-                return d, stats.ks_pvalue_asymp(d, nr.n, n_fin), n_fin
-            d, p = stats.ks(nr.sorted, srt)
-            return d * factor, (None if rest else p), n_fin
-        w = stats.wasserstein_unsorted(nr.sorted, cur, nr.wgrid()) * factor
-        return w / stats._norm(nr.std, nr.sorted), None, n_fin
+    factor = 1.0
+    if rest and test in ("ks", "wasserstein"):
+        # chunk vs the whole = (1 - m/n) x chunk vs the rest, for ECDF gaps
+        factor = 1.0 / max(1.0 - n_fin / nr.n, 1e-12)
+    if test == "wasserstein":
+        if grid is None:  # a reference with no spread
+            w = stats.wasserstein(nr.sorted, np.sort(x[np.isfinite(x)]))
+        return w * factor / stats._norm(nr.std, nr.sorted), None, n_fin
+    cur = x[np.isfinite(x)] if n_fin != len(x) else x  # read only: maybe the caller's memory
+    if test == "ks":
+        srt = np.sort(cur)
+        if nr.sketched:
+            d = stats.ks_statistic(nr.sorted, srt) * factor
+            return d, stats.ks_pvalue_asymp(d, nr.n, n_fin), n_fin
+        d, p = stats.ks(nr.sorted, srt)
+        return d * factor, (None if rest else p), n_fin
     if nr.discrete is not None and nr.discrete_counts is not None:
         ref_c, cur_c, unseen_vals, unseen_n = _discrete_counts(nr.discrete, nr.discrete_counts, cur)
         sig["unseen_values"] = [float(v) for v in unseen_vals[:TOP_UNSEEN]]

@@ -66,6 +66,7 @@ def preload() -> None:
     (``_DeadlockError``), so ``drift`` and ``Reference.fit`` call this first.
     """
     importlib.import_module("scipy.stats")
+    importlib.import_module("opsloop.monitoring._kernels")  # numba's, likewise
     with contextlib.suppress(ImportError):
         importlib.import_module("scipy.stats._stats_pythran")
 
@@ -295,12 +296,15 @@ def wasserstein_unsorted(sorted_ref: Floats, cur: Floats, grid: WGrid | None = N
 
     W is the integral of ``|F_ref - F_cur|``. Each current value is put in its cell of
     the reference's grid by arithmetic (the cells are evenly spaced between the
-    reference's 0.1% and 99.9% quantiles), and one ``bincount`` gives every cell's
-    count and sum. In a cell where the two ECDFs cannot cross (their ranges over the
-    cell do not overlap) the integral follows exactly from those counts and sums; only
-    the values in the few cells where they can cross are sorted and merged. The
-    result is the exact distance (to rounding), as ``wasserstein``; without a grid
-    (a reference with no spread) ``cur`` is sorted and ``wasserstein`` used.
+    reference's 0.1% and 99.9% quantiles; a value rounding puts one cell off is found
+    by search), which gives every cell's count and sum in one pass. In a cell where
+    the two ECDFs cannot cross (their ranges over the cell do not overlap) the
+    integral follows exactly from those counts and sums; only the values in the few
+    cells where they can cross are sorted and merged. The result is the exact
+    distance (to rounding), as ``wasserstein``; without a grid (a reference with no
+    spread) ``cur`` is sorted and ``wasserstein`` used. The loops are compiled
+    (``_kernels.numeric_scan``, which a drift check calls directly: the same pass
+    counts the column's missing and infinite values and those out of range).
 
     Example::
 
@@ -313,94 +317,19 @@ def wasserstein_unsorted(sorted_ref: Floats, cur: Floats, grid: WGrid | None = N
         grid = wasserstein_grid(sorted_ref)
     if grid is None:
         return wasserstein(sorted_ref, np.sort(cur))
-    e = grid.edges
-    cells = len(e) - 1  # real cells; padded cell c: 0 below the minimum, 1..cells, cells+1 above
-    lo = float(e[1])
-    inv_w = (cells - 2) / (float(e[-2]) - lo)
-    # The cell by arithmetic, then the few values rounding put one cell off found by search.
-    shift = 2.0 - lo * inv_w
-    if math.isfinite(shift):
-        t = cur * inv_w
-        t += shift
-    else:  # lo * inv_w overflows: the slower, safe form
-        t = cur - lo
-        t *= inv_w
-        t += 2.0
-    np.clip(t, 0.0, cells + 1.0, out=t)
-    c = t.astype(np.intp)  # truncation is the floor here: t >= 0
-    # Each padded cell's origin (the tails': the minimum and the maximum), which is also
-    # its lower edge but for the lower tail's (-inf): the values there, few, go through
-    # the search below with those a rounding put one cell off.
-    base = np.concatenate((e[:1], e))
-    lower = base.take(c)
-    bad = cur < lower
-    bad |= cur >= np.append(e, np.inf).take(c)
-    if bad.any():
-        ep = np.concatenate(([-np.inf], e, [np.inf]))
-        fixed = np.searchsorted(ep, cur[bad], side="right") - 1
-        c[bad] = fixed
-        lower[bad] = base.take(fixed)
-    cnt = np.bincount(c, minlength=cells + 2)
-    lower -= cur
-    s = -np.bincount(c, weights=lower, minlength=cells + 2)
-    total = (s[-1] - s[0]) / m  # the tails: F_ref is 0 below the minimum, 1 from the maximum
-    cc = cnt[1:-1].astype(np.int64)
-    cb = np.cumsum(cnt, dtype=np.int64)[:-2]  # current values below each real cell
-    rb = grid.starts[:-1]
-    rc = np.diff(grid.starts)
-    big = float(n) * float(m) > 2.0**62
-    ri, ci = (rb.astype(np.float64), cb.astype(np.float64)) if big else (rb, cb)
-    lo_gap = ri * m - (ci + cc) * n  # (F_ref - F_cur) * n * m at its least over the cell
-    hi_gap = (ri + rc) * m - ci * n  # and at its most
-    mixed = (lo_gap < 0) & (hi_gap > 0)
-    width = np.diff(e)
-    # A cell with one sign: |integral of F_ref - integral of F_cur|, from counts and sums.
-    gap = ((ri + rc) * m - (ci + cc) * n).astype(np.float64)
-    inner = width * gap / (float(n) * float(m)) - (grid.sums / n - s[1:-1] / m)
-    total += float(np.abs(inner[~mixed]).sum())
-    if mixed.any():
-        total += _mixed_cells(sorted_ref, cur, c, e, np.flatnonzero(mixed), rc, cb, grid.starts)
-    return float(total)
+    from opsloop.monitoring._kernels import numeric_scan
 
-
-def _mixed_cells(
-    sorted_ref: Floats,
-    cur: Floats,
-    c: npt.NDArray[np.intp],
-    e: Floats,
-    mk: npt.NDArray[np.intp],
-    rc: Ints,
-    cb: Ints,
-    starts: Ints,
-) -> float:
-    """The exact integral over the cells ``mk`` where the ECDFs may cross: merge the
-    two samples' values there (few) and integrate the step functions."""
-    n, m = len(sorted_ref), len(cur)
-    pick = np.zeros(len(e) + 1, dtype=bool)
-    pick[mk + 1] = True
-    sel = cur[pick.take(c)]
-    sel.sort()
-    lens = rc[mk]
-    offs = np.repeat(starts[mk] - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
-    cell_lo = e[mk]
-    # One stable merge of three sorted runs: each cell's start (first among equal
-    # values, so it opens its cell), the reference's values and the current's there.
-    p = np.concatenate((cell_lo, sorted_ref.take(offs), sel))
-    order = np.argsort(p, kind="stable")
-    ps = p.take(order)
-    is_mark = order < len(mk)
-    k = np.cumsum(is_mark) - 1  # the mixed cell each point is in
-    cr = np.cumsum(order < len(mk) + len(offs)) - (k + 1)  # reference values so far
-    cc = np.arange(1, len(ps) + 1) - (k + 1) - cr  # current values so far
-    at = np.flatnonzero(is_mark)
-    fr = (starts[mk] - cr[at]).take(k) + cr
-    fc = (cb[mk] - cc[at]).take(k) + cc
-    end = np.empty_like(ps)
-    end[:-1] = ps[1:]
-    end[-1] = np.inf
-    np.minimum(end, e[mk + 1].take(k), out=end)
-    gap = np.abs(fr.astype(np.float64) * m - fc.astype(np.float64) * n)
-    return float(np.sum(gap * (end - ps)) / (float(n) * float(m)))
+    out = numeric_scan(
+        np.ascontiguousarray(cur, dtype=np.float64),
+        float(sorted_ref[0]),
+        float(sorted_ref[-1]),
+        grid.edges,
+        grid.starts,
+        grid.sums,
+        sorted_ref,
+        True,
+    )
+    return float(out[5])
 
 
 def wasserstein_norm(a: Floats, b: Floats, ref_std: float | None = None) -> float:
