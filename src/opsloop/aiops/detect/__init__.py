@@ -9,6 +9,9 @@ needs no tuning per series. Each point is compared with:
 - a time-of-day and an hour-of-week profile, used only where they explain the series
   clearly better than the slow mean (daily and weekly seasonality);
 - the recent size of steps against the long-run size (changes in noise);
+- the envelope of every value seen (its edges drift back very slowly): values in a row
+  beyond it are a level the series has not been at for long, each as surprising as such
+  values are rare in this series (in a steady trend they are common, and count little);
 
 each as a z-score against its own running scale. Where a seasonal profile is usable,
 a value far from it is a surprise in its own right (a daily peak that does not come, a

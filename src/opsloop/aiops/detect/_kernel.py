@@ -50,7 +50,11 @@ PROTO_T = PROTO_N + N_PROTO  # when each shape was last matched (point count)
 MEM_PREV = PROTO_T + N_PROTO
 MEM_TODAY = MEM_PREV + DAY_BINS
 MEM_DAY = MEM_TODAY + DAY_BINS
-STATE_SIZE = MEM_DAY + DAY_BINS
+ENV_LO = MEM_DAY + DAY_BINS  # lowest value seen up to SHAPE points ago (drifts up)
+ENV_HI = ENV_LO + 1  # highest (drifts down)
+RUN_OUT = ENV_HI + 1  # points in a row beyond that envelope (+ above, - below)
+REC_RATE = RUN_OUT + 1  # how often a value falls beyond the envelope (slow EW mean)
+STATE_SIZE = REC_RATE + 1
 
 # --- parameters (defaults in default_params) ---------------------------------------
 P_A_SLOW = 0  # weight of a new point in the slow mean
@@ -81,7 +85,10 @@ P_ESCALATE = 24  # in a quiet period, a surprise this x the one that started it 
 P_MEM_R = 25  # a surprise within this x the usual one at this time of day is explained (0: off)
 P_MEM_DECAY = 26  # the time-of-day memory keeps this share of itself per day
 P_SEAS_W = 27  # weight of the seasonal surprise on its own (where the profile is used)
-N_PARAMS = 28
+P_W_REC = 28  # weight of a run of values beyond the envelope of all seen (0: off)
+P_A_ENV = 29  # how fast the envelope's edges drift back towards the slow mean
+P_REC_CAP = 30  # points of a run beyond which its surprise grows no more
+N_PARAMS = 31
 
 
 def default_params() -> np.ndarray:
@@ -115,6 +122,9 @@ def default_params() -> np.ndarray:
     p[P_MEM_R] = 1.5
     p[P_MEM_DECAY] = 0.8
     p[P_SEAS_W] = 0.6
+    p[P_W_REC] = 2.5
+    p[P_A_ENV] = 4e-5
+    p[P_REC_CAP] = 20.0
     return p
 
 
@@ -274,6 +284,13 @@ def step(st: np.ndarray, p: np.ndarray, t: float, x: float) -> float:
     z = min(z, z_seas)
     # The recent shape (last SHAPE values, in deviations from the slow mean) against the
     # shapes remembered: a spike that recurs (a nightly job) is familiar, not news.
+    old_x = st[RING + int(st[RING_POS])]
+    if n == SHAPE:
+        st[ENV_LO] = old_x
+        st[ENV_HI] = old_x
+    elif n > SHAPE:
+        st[ENV_LO] = min(old_x, _ew(st[ENV_LO], st[M_SLOW], p[P_A_ENV]))
+        st[ENV_HI] = max(old_x, _ew(st[ENV_HI], st[M_SLOW], p[P_A_ENV]))
     st[RING + int(st[RING_POS])] = x
     st[RING_POS] = (st[RING_POS] + 1.0) % SHAPE
     if p[P_NOV_MODE] != 0.0 and n >= SHAPE:
@@ -286,6 +303,25 @@ def step(st: np.ndarray, p: np.ndarray, t: float, x: float) -> float:
     if z_seas < np.inf:
         z = max(z, p[P_SEAS_W] * z_seas)
     z = max(z, z_noise)
+    # Values in a row beyond every value seen before (the envelope, a few points behind):
+    # a level the series has not been at for long.
+    # Runs count from twice the warm-up on (the first pass through a cycle breaks its
+    # edges all the time), and their surprise is capped (a steady trend breaks an edge
+    # at every point: the running quantile of surprise then learns that it is usual).
+    if n > 2.0 * SHAPE:
+        if x < st[ENV_LO]:
+            st[RUN_OUT] = min(st[RUN_OUT], 0.0) - 1.0
+        elif x > st[ENV_HI]:
+            st[RUN_OUT] = max(st[RUN_OUT], 0.0) + 1.0
+        else:
+            st[RUN_OUT] = 0.0
+        rate = st[REC_RATE]
+        if n >= 2.0 * p[P_WARM]:
+            # each point of the run as surprising as such points are rare here
+            bits = -math.log(max(rate, 1e-6)) / 6.0
+            z = max(z, p[P_W_REC] * (min(abs(st[RUN_OUT]), p[P_REC_CAP]) - 2.0) * bits)
+        beyond = 1.0 if st[RUN_OUT] != 0.0 else 0.0
+        st[REC_RATE] = _ew(rate, beyond, max(p[P_A_DEV], 1.0 / (n + 1.0 - 2.0 * SHAPE)))
     z_raw = z
     # A surprise no larger than the ones usual at this time of day (on earlier days,
     # within half an hour) is explained: a nightly job's spike is routine.
