@@ -181,10 +181,12 @@ def _novelty(st: np.ndarray, p: np.ndarray, n: float, center: float, scale: floa
 @njit(cache=True, inline="always")
 def _mem_prev(st: np.ndarray, p: np.ndarray, b: int, day: float) -> float:
     """The time-of-day bin's memory of earlier days, rolled over to ``day``."""
+    prev: float = st[MEM_PREV + b]
     if st[MEM_DAY + b] == day:
-        return st[MEM_PREV + b]
-    decay = p[P_MEM_DECAY] ** max(1.0, day - st[MEM_DAY + b])
-    return max(st[MEM_PREV + b] * decay, st[MEM_TODAY + b] * p[P_MEM_DECAY])
+        return prev
+    decay: float = p[P_MEM_DECAY] ** max(1.0, day - st[MEM_DAY + b])
+    today: float = st[MEM_TODAY + b] * p[P_MEM_DECAY]
+    return max(prev * decay, today)
 
 
 @njit(cache=True)
@@ -217,6 +219,8 @@ def step(st: np.ndarray, p: np.ndarray, t: float, x: float) -> float:
         st[M_FAST] = x
         st[M_MID] = x
         st[PREV] = x
+        st[ENV_LO] = x
+        st[ENV_HI] = x
         return 0.0
 
     scale_floor = 1e-6 * (abs(st[M_SLOW]) + 1e-6)
@@ -282,17 +286,17 @@ def step(st: np.ndarray, p: np.ndarray, t: float, x: float) -> float:
         z_seas = max(z_seas, p[P_W_SHIFT] * abs(st[S_SEAS]) / (seas_d + scale_floor))
     z = max(z_innov, z_level, z_shift)
     z = min(z, z_seas)
-    # The recent shape (last SHAPE values, in deviations from the slow mean) against the
-    # shapes remembered: a spike that recurs (a nightly job) is familiar, not news.
+    z_seen = z  # before any shape explains it: what the time-of-day memory keeps
+    # The envelope of the values seen learns from the value leaving the ring of recent
+    # ones (written SHAPE points ago, from the second point on).
     old_x = st[RING + int(st[RING_POS])]
-    if n == SHAPE:
-        st[ENV_LO] = old_x
-        st[ENV_HI] = old_x
-    elif n > SHAPE:
+    if n > SHAPE:
         st[ENV_LO] = min(old_x, _ew(st[ENV_LO], st[M_SLOW], p[P_A_ENV]))
         st[ENV_HI] = max(old_x, _ew(st[ENV_HI], st[M_SLOW], p[P_A_ENV]))
     st[RING + int(st[RING_POS])] = x
     st[RING_POS] = (st[RING_POS] + 1.0) % SHAPE
+    # The recent shape (last SHAPE values, in deviations from the slow mean) against the
+    # shapes remembered: a spike that recurs exactly (a machine-made one) is familiar.
     if p[P_NOV_MODE] != 0.0 and n >= SHAPE:
         nov = _novelty(st, p, n, st[M_SLOW], st[D_SLOW] + scale_floor)
         z_nov = p[P_NOV_W] * nov if nov < np.inf else 1e9
@@ -302,26 +306,9 @@ def step(st: np.ndarray, p: np.ndarray, t: float, x: float) -> float:
     # not explain it, as they know nothing of the time of day.
     if z_seas < np.inf:
         z = max(z, p[P_SEAS_W] * z_seas)
+        z_seen = max(z_seen, p[P_SEAS_W] * z_seas)
     z = max(z, z_noise)
-    # Values in a row beyond every value seen before (the envelope, a few points behind):
-    # a level the series has not been at for long.
-    # Runs count from twice the warm-up on (the first pass through a cycle breaks its
-    # edges all the time), and their surprise is capped (a steady trend breaks an edge
-    # at every point: the running quantile of surprise then learns that it is usual).
-    if n > 2.0 * SHAPE:
-        if x < st[ENV_LO]:
-            st[RUN_OUT] = min(st[RUN_OUT], 0.0) - 1.0
-        elif x > st[ENV_HI]:
-            st[RUN_OUT] = max(st[RUN_OUT], 0.0) + 1.0
-        else:
-            st[RUN_OUT] = 0.0
-        rate = st[REC_RATE]
-        if n >= 2.0 * p[P_WARM]:
-            # each point of the run as surprising as such points are rare here
-            bits = -math.log(max(rate, 1e-6)) / 6.0
-            z = max(z, p[P_W_REC] * (min(abs(st[RUN_OUT]), p[P_REC_CAP]) - 2.0) * bits)
-        beyond = 1.0 if st[RUN_OUT] != 0.0 else 0.0
-        st[REC_RATE] = _ew(rate, beyond, max(p[P_A_DEV], 1.0 / (n + 1.0 - 2.0 * SHAPE)))
+    z_seen = max(z_seen, z_noise)
     z_raw = z
     # A surprise no larger than the ones usual at this time of day (on earlier days,
     # within half an hour) is explained: a nightly job's spike is routine.
@@ -339,7 +326,27 @@ def step(st: np.ndarray, p: np.ndarray, t: float, x: float) -> float:
         st[MEM_PREV + bday] = prev
         st[MEM_DAY + bday] = day
         if n >= p[P_WARM]:
-            st[MEM_TODAY + bday] = max(st[MEM_TODAY + bday], z_raw)
+            st[MEM_TODAY + bday] = max(st[MEM_TODAY + bday], z_seen)
+    # Values in a row beyond every value seen before (the envelope, a few points behind):
+    # a level the series has not been at for long; no time of day makes that routine.
+    # Runs count from twice the warm-up on (the first pass through a cycle breaks its
+    # edges all the time), each point as surprising as such points are rare here (a
+    # steady trend breaks an edge at almost every point), and the run's length is capped.
+    if n > 2.0 * SHAPE:
+        if x < st[ENV_LO]:
+            st[RUN_OUT] = min(st[RUN_OUT], 0.0) - 1.0
+        elif x > st[ENV_HI]:
+            st[RUN_OUT] = max(st[RUN_OUT], 0.0) + 1.0
+        else:
+            st[RUN_OUT] = 0.0
+        rate = st[REC_RATE]
+        if n >= 2.0 * p[P_WARM]:
+            bits = -math.log(max(rate, 1e-6)) / 6.0
+            z_rec = p[P_W_REC] * (min(abs(st[RUN_OUT]), p[P_REC_CAP]) - 2.0) * bits
+            z = max(z, z_rec)
+            z_raw = max(z_raw, z_rec)
+        beyond = 1.0 if st[RUN_OUT] != 0.0 else 0.0
+        st[REC_RATE] = _ew(rate, beyond, max(p[P_A_DEV], 1.0 / (n + 1.0 - 2.0 * SHAPE)))
 
     # --- learn ---
     cap = p[P_CAP]
