@@ -24,8 +24,8 @@ classifier), ``columns`` (reading one column of a DataFrame or Arrow table).
 
 (The module is ``checks``, not ``drift``: a submodule named like the function would
 replace ``opsloop.monitoring.drift`` with itself once imported.) Exports load lazily,
-so ``import opsloop.monitoring`` costs nothing until used (and
-scikit-learn is imported only by the domain classifier).
+so ``import opsloop.monitoring`` costs nothing until used (a drift check does not
+import scikit-learn: its inner loops are compiled with numba, ``_kernels``).
 """
 
 from __future__ import annotations

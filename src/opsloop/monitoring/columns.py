@@ -95,7 +95,11 @@ def encode_labels(
     import pandas as pd
 
     if isinstance(data, pd.DataFrame):
-        s = _series(data, name).iloc[rows]
+        full = _series(data, name)
+        arrow = _arrow_backed(full)
+        if arrow is not None and _stringy(arrow.type):  # no pandas take: Arrow's
+            return _string_codes(arrow.take(pa.array(rows, type=pa.int64())), codes)
+        s = full.iloc[rows]
         if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
             return _string_codes(pa.array(s), codes)
     else:
@@ -131,11 +135,30 @@ def _string_codes(arr: pa.Array | pa.ChunkedArray, codes: dict[str, float]) -> F
     return out
 
 
+def _arrow_backed(s: Any) -> pa.ChunkedArray | None:
+    """The Arrow data of a pandas Series backed by Arrow (``str``, ``string[pyarrow]``,
+    ``ArrowDtype``), without a copy; None for other Series."""
+    import pandas as pd
+
+    dtype = s.dtype
+    if isinstance(dtype, pd.ArrowDtype) or (
+        isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+    ):
+        data = getattr(s.array, "_pa_array", None)
+        if isinstance(data, pa.ChunkedArray):
+            return data
+    return None
+
+
 def read_numeric_rows(data: object, name: str, rows: npt.NDArray[np.intp]) -> Floats:
     import pandas as pd
 
     if isinstance(data, pd.DataFrame):
-        s = _series(data, name).iloc[rows]
+        full = _series(data, name)
+        if isinstance(full.dtype, np.dtype) and full.dtype.kind in "fiu":
+            # A numpy column: index it directly (pandas' take costs more than the rows).
+            return np.asarray(full.to_numpy()[rows], dtype=np.float64)
+        s = full.iloc[rows]
         return np.asarray(s.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
     assert isinstance(data, (pa.Table, pa.RecordBatch))
     col = data.column(name).take(pa.array(rows, type=pa.int64()))

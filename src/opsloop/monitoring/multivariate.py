@@ -13,9 +13,19 @@ one as the reference share of its category (missing or unseen: 0).
   ``1 + max(0.05, 3 * cv * sqrt(1/n_ref + 1/n_cur))`` (``cv`` the coefficient of
   variation of the reference errors: three standard errors of the ratio, at least 5%).
   It sees changes in the correlation between columns that no single column shows.
-- **Domain classifier.** Up to 1,000 rows of each side, labelled by side; a
-  scikit-learn ``HistGradientBoostingClassifier`` (30 rounds, one thread) scored by
-  2-fold cross-validated ROC AUC. The folds keep identical rows together
+- **Domain classifier.** Up to 1,000 rows of each side, labelled by side;
+  gradient-boosted trees (30 rounds of at most 15 leaves, 20 rows a leaf, learning
+  rate 0.1: scikit-learn's ``HistGradientBoostingClassifier`` with those settings,
+  compiled in ``_kernels.boost``) scored by 2-fold cross-validated ROC AUC. The
+  features are binned by edges the fit takes from the reference sample (``bin_edges``:
+  up to 60 quantile bins, or one a distinct value, and a bin below and one above the
+  sample's range), and the reference sample is binned then too: a check bins only
+  its current rows (scikit-learn's classifier found its own bins on every fit, a
+  quarter of its time). Measured against scikit-learn's on the same rows and folds
+  (16 mixed columns; 300 checks each at 60, 150 and 500 rows a side, 100 at 1,000):
+  the same spread without drift, 1.1 to 1.3 times ``sd`` below, and the same power
+  (40 checks each) on a shifted column, a changed category share and a new
+  correlation. The folds keep identical rows together
   (``group_folds``: stratified group folds, a group per distinct encoded row, either
   side): a batch that repeats rows (the same requests served again) would otherwise
   put a row in the training fold and its copy in the scored one, and the classifier
@@ -30,7 +40,7 @@ one as the reference share of its category (missing or unseen: 0).
   correlated - so the bound is about 3.2 of its real standard deviations: by the
   normal tail under one false alarm in 1,000 checks; 2 in 2,200 simulated ones, 60 to
   500 rows a side. Below 40 rows a side the classifier cannot split at all -
-  scikit-learn's 20 rows a leaf - and the check cannot alert.) A side with too few
+  20 rows a leaf - and the check cannot alert.) A side with too few
   distinct rows to split by group (one row repeated: a stuck input) gets an ``error``
   instead: the per-column tests see that case. Where rows repeat by nature (a table of
   a few categorical columns only) the groups are large and the check weak; the
@@ -57,20 +67,19 @@ CLIP = 10.0
 VARIANCE_KEPT = 0.9
 CLASSIFIER_ROWS = 1000
 CLASSIFIER_FOLDS = 2
+CLASSIFIER_ROUNDS = 30
+CLASSIFIER_LEAVES = 15
+CLASSIFIER_MIN_LEAF = 20
+CLASSIFIER_LEARNING_RATE = 0.1
 CLASSIFIER_SIGMAS = 4.0
 CLASSIFIER_MIN_AUC = 0.55
 NAN_SENTINEL = 4 * CLIP  # outside every encoded value: NaN rows group together
 
 
 def preload() -> None:
-    """Import scikit-learn's parts on the calling thread (see ``stats.preload``: the
+    """Import what the checks use on the calling thread (see ``stats.preload``: the
     classifier runs on a worker thread beside the column checks)."""
-    for name in (
-        "sklearn.ensemble",
-        "sklearn.metrics",
-        "sklearn.model_selection",
-        "threadpoolctl",
-    ):
+    for name in ("opsloop.monitoring._kernels", "scipy.stats", "threadpoolctl"):
         importlib.import_module(name)
 
 
@@ -87,13 +96,24 @@ def _one_blas_thread() -> Any:
 def row_groups(x: Floats) -> npt.NDArray[np.intp]:
     """A group number per row of ``x``, the same for identical rows (NaN equal to NaN).
 
+    Rows are hashed (compiled, ``_kernels.row_groups``) and the rows sharing a hash
+    compared; should two different rows ever share one, the rows are sorted instead.
+
     Example::
 
         row_groups(np.array([[1.0, np.nan], [2.0, 0.0], [1.0, np.nan]]))  # [0, 1, 0]
     """
+    from opsloop.monitoring import _kernels
+
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if x.ndim == 2 and x.shape[0] and x.shape[1]:
+        groups, ok = _kernels.row_groups(x)
+        if ok:
+            out: npt.NDArray[np.intp] = np.asarray(groups, dtype=np.intp)
+            return out
     filled = np.where(np.isnan(x), NAN_SENTINEL, x) + 0.0  # + 0.0: -0.0 is 0.0
     _, inverse = np.unique(filled, axis=0, return_inverse=True)
-    out: npt.NDArray[np.intp] = np.asarray(inverse, dtype=np.intp).reshape(-1)
+    out = np.asarray(inverse, dtype=np.intp).reshape(-1)
     return out
 
 
@@ -177,6 +197,13 @@ class MultivariateModel:
     # Each feature's std in the sample: PCA runs on standardised features, so a
     # category-share feature (spread ~0.1) weighs as much as a z-score (spread 1).
     scale: Floats = field(default_factory=lambda: np.ones(0))
+    # The classifier's bins, from the sample (``bin_edges``): features x (NB - 1)
+    # edges, +inf past each feature's ``n_edges``; and the sample binned by them.
+    edges: Floats = field(default_factory=lambda: np.zeros((0, 0)))
+    n_edges: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    binned: npt.NDArray[np.uint8] = field(
+        default_factory=lambda: np.zeros((0, 0), np.uint8), repr=False, compare=False
+    )
 
     @classmethod
     def fit(
@@ -199,7 +226,16 @@ class MultivariateModel:
         model.sample = model.encode(data, seed, sample_size)
         with _one_blas_thread():
             model._fit_pca(seed)
+        model._bin_sample()
         return model
+
+    def _bin_sample(self, edges: tuple[Floats, npt.NDArray[np.int64]] | None = None) -> None:
+        """The classifier's bins (``edges``, stored, or made from the sample) and the
+        sample binned by them: fitting work, which a check only reads."""
+        from opsloop.monitoring import _kernels
+
+        self.edges, self.n_edges = edges if edges is not None else bin_edges(self.sample)
+        self.binned = _kernels.bin_rows(np.ascontiguousarray(self.sample), self.edges, self.n_edges)
 
     def encode(self, data: object, seed: int, size: int = 4000) -> Floats:
         """A sample of up to ``size`` rows of ``data``, encoded."""
@@ -303,14 +339,13 @@ class MultivariateModel:
             return {"error": f"the domain classifier needs 10 rows on each side, has {n}"}
         if not self.features:
             return {"error": "no usable columns"}
-        from sklearn.ensemble import HistGradientBoostingClassifier
-        from sklearn.metrics import roc_auc_score
-        from sklearn.model_selection import cross_val_predict
+        from opsloop.monitoring import _kernels
 
         rng = np.random.default_rng(seed + 2)
-        xr = self.sample[rng.choice(len(self.sample), n, replace=False)]
-        xc = x_cur[rng.choice(len(x_cur), n, replace=False)]
-        x = np.vstack([xr, xc])
+        ir = rng.choice(len(self.sample), n, replace=False)
+        ic = rng.choice(len(x_cur), n, replace=False)
+        xc = np.ascontiguousarray(x_cur[ic])
+        x = np.vstack([self.sample[ir], xc])
         y = np.concatenate([np.zeros(n), np.ones(n)])
         groups = row_groups(x)
         cv = group_folds(y, groups, CLASSIFIER_FOLDS, seed)
@@ -321,13 +356,27 @@ class MultivariateModel:
                 f"{len(np.unique(groups[:n]))} of the reference's {n}, "
                 f"{len(np.unique(groups[n:]))} of the current's {n})"
             }
-        clf = HistGradientBoostingClassifier(
-            max_iter=30, max_leaf_nodes=15, max_bins=63, early_stopping=False, random_state=seed
-        )
-        # One thread: on a busy machine OpenMP's threads cost 5-10x on this small fit.
-        with _one_blas_thread():
-            proba = cross_val_predict(clf, x, y, cv=cv, method="predict_proba")[:, 1]
-        auc = float(roc_auc_score(y, proba))
+        # The reference's rows were binned by the fit; the current's are binned by the
+        # same edges (the reference sample's: a current value past them has a bin of
+        # its own).
+        if self.binned.shape != self.sample.shape:
+            self._bin_sample()
+        xb = np.vstack([self.binned[ir], _kernels.bin_rows(xc, self.edges, self.n_edges)])
+        n_bins = self.n_edges + 1
+        score = np.empty(2 * n)
+        for train, test in cv:
+            score[test] = _kernels.boost(
+                xb,
+                n_bins,
+                y,
+                train.astype(np.int64),
+                test.astype(np.int64),
+                CLASSIFIER_ROUNDS,
+                CLASSIFIER_LEAVES,
+                CLASSIFIER_MIN_LEAF,
+                CLASSIFIER_LEARNING_RATE,
+            )
+        auc = roc_auc(y, score)
         n_r, n_c = _effective_rows(groups[:n]), _effective_rows(groups[n:])
         sd = math.sqrt((n_r + n_c + 1) / (12 * n_r * n_c))
         threshold = max(CLASSIFIER_MIN_AUC, 0.5 + CLASSIFIER_SIGMAS * sd)
@@ -348,6 +397,8 @@ class MultivariateModel:
         arrays["mv_components"] = self.components
         arrays["mv_ref_errors"] = self.ref_errors
         arrays["mv_scale"] = self.scale
+        arrays["mv_edges"] = self.edges
+        arrays["mv_n_edges"] = self.n_edges
         return {
             "features": [
                 {
@@ -367,7 +418,7 @@ class MultivariateModel:
             Feature(f["name"], f["kind"], float(f["mean"]), float(f["scale"]), f.get("shares"))
             for f in meta["features"]
         ]
-        return cls(
+        model = cls(
             feats,
             np.asarray(arrays["mv_sample"], dtype=np.float64),
             np.asarray(arrays["mv_mean"], dtype=np.float64),
@@ -375,3 +426,64 @@ class MultivariateModel:
             np.asarray(arrays["mv_ref_errors"], dtype=np.float64),
             np.asarray(arrays.get("mv_scale", np.ones(len(feats))), dtype=np.float64),
         )
+        stored = None
+        if "mv_edges" in arrays and "mv_n_edges" in arrays:  # older references: made here
+            stored = (
+                np.asarray(arrays["mv_edges"], dtype=np.float64),
+                np.asarray(arrays["mv_n_edges"], dtype=np.int64),
+            )
+        model._bin_sample(stored)
+        return model
+
+
+def bin_edges(sample: Floats) -> tuple[Floats, npt.NDArray[np.int64]]:
+    """The domain classifier's bin edges of each feature (column) of ``sample``.
+
+    A feature with at most ``NB - 2`` distinct values gets a bin for each (edges
+    halfway between them), others ``NB - 4`` quantile edges; and either gets a bin
+    below its least and one above its greatest value: a current value outside the
+    reference sample's range is never binned with the reference's own values. The
+    edges fill a ``features x (NB - 1)`` array, padded with +inf, ``n_edges`` of them
+    used in each row (a value's bin: how many edges are below it).
+    """
+    from opsloop.monitoring._kernels import NB
+
+    if sample.ndim != 2 or not sample.shape[0]:
+        p = sample.shape[1] if sample.ndim == 2 else 0
+        return np.full((p, NB - 1), np.inf), np.zeros(p, dtype=np.int64)
+    n, p = sample.shape
+    srt = np.sort(sample.T, axis=1)  # a feature a row (the sample has no NaN)
+    edges = np.full((p, NB - 1), np.inf)
+    n_edges = np.zeros(p, dtype=np.int64)
+    # numpy's "linear" quantiles, from the sorted values, for every feature at once
+    at = np.linspace(0.0, 1.0, NB - 2)[1:-1] * (n - 1)
+    below = np.floor(at).astype(np.intp)
+    above = np.minimum(below + 1, n - 1)
+    frac = at - below
+    quant = srt[:, below] + frac * (srt[:, above] - srt[:, below])
+    steps = srt[:, 1:] != srt[:, :-1]
+    distinct = np.count_nonzero(steps, axis=1) + 1
+    for j in range(p):
+        s = srt[j]
+        if distinct[j] <= NB - 2:
+            u = s[np.concatenate(([True], steps[j]))]
+            inner = (u[:-1] + u[1:]) / 2
+        else:
+            inner = quant[j]
+        e = np.unique(np.concatenate(([np.nextafter(s[0], -np.inf)], inner, [s[-1]])))
+        edges[j, : len(e)] = e
+        n_edges[j] = len(e)
+    return edges, n_edges
+
+
+def roc_auc(y: Floats, score: Floats) -> float:
+    """The area under the ROC curve of ``score`` for the 0/1 labels ``y`` (ties count
+    a half): the Mann-Whitney statistic over ``n_0 n_1``, as
+    ``sklearn.metrics.roc_auc_score``."""
+    from scipy.stats import rankdata  # type: ignore[import-untyped]
+
+    ranks = rankdata(score)
+    pos = y == 1
+    n1 = float(np.count_nonzero(pos))
+    n0 = float(len(y)) - n1
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n0 * n1))
