@@ -18,7 +18,23 @@ import numpy as np
 from numba import njit
 
 
+EPS = 2.0**-52
+
+
 @njit(nogil=True, cache=True)
+def _cell_checked(v, e, cells, c):  # type: ignore[no-untyped-def]
+    """The padded cell of finite ``v`` (``numeric_scan``) given ``c`` from arithmetic:
+    ``c`` if the edges agree, else found by search."""
+    if c >= 1 and c <= cells:
+        ok = v >= e[c - 1] and v < e[c]
+    elif c == 0:
+        ok = v < e[0]
+    else:
+        ok = v >= e[cells]
+    return c if ok else np.searchsorted(e, v, side="right")
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
 def numeric_scan(  # type: ignore[no-untyped-def]
     x, ref_min, ref_max, e, starts, sums, sorted_ref, want_w
 ):
@@ -27,6 +43,12 @@ def numeric_scan(  # type: ignore[no-untyped-def]
     W is ``scipy.stats.wasserstein_distance(sorted_ref, finite x)`` when ``want_w``
     (``e``, ``starts``, ``sums``: the reference's cells), else NaN; NaN too when ``x``
     has no finite value.
+
+    The cells: ``e`` (length ``cells + 1``) is the reference's minimum, evenly spaced
+    points from ``e[1]`` to ``e[-2]``, its maximum; padded cell ``c`` is 0 below
+    ``e[0]``, ``[e[c - 1], e[c])`` for ``1 <= c <= cells``, ``cells + 1`` from ``e[-1]``.
+    A value's cell comes from arithmetic; it is checked against the edges (two reads
+    of a large array, the pass's main cost) only within a rounding bound of an edge.
     """
     m_all = x.shape[0]
     n_nan = 0
@@ -49,18 +71,24 @@ def numeric_scan(  # type: ignore[no-untyped-def]
             elif v > ref_max:
                 above += 1
         return n_nan, n_pinf, n_ninf, below, above, math.nan
-    cells = e.shape[0] - 1  # real cells; padded c: 0 below e[0], 1..cells, cells+1 from e[-1]
-    # Each padded cell's count and sum of (value - its lower edge), side by side.
-    cs = np.zeros(2 * (cells + 2), np.float64)
-    cell = np.empty(m_all, np.int32)
+    cells = e.shape[0] - 1
     lo = e[1]
     inv_w = (cells - 2) / (e[cells - 1] - lo)
     shift = 2.0 - lo * inv_w
-    if not math.isfinite(shift):  # lo * inv_w overflows: the slower, safe form
-        shift = math.nan
+    fast = math.isfinite(shift)  # else lo * inv_w overflows: the slower, safe form
     top = cells + 1.0
-    emin = e[0]
-    emax = e[cells]
+    # How far (in cells) rounding can move a value's computed position, or an edge,
+    # from the exact one: a few roundings of numbers up to |lo| + |hi| (the edges are
+    # lo + k w) and of the arithmetic itself; eight times over. Beyond 1/16, or if
+    # undefined, every value is checked.
+    margin = 8.0 * EPS * ((abs(lo) + abs(e[cells - 1])) * inv_w + cells + 2.0)
+    if not (margin < 0.0625):
+        margin = 1.0
+    # Each padded cell's count and sum of (value - lo), side by side (lo rather than
+    # the cell's own lower edge, which is not read for most values; the sums are
+    # moved to the lower edges once per cell below).
+    cs = np.zeros(2 * (cells + 2), np.float64)
+    cell = np.empty(m_all, np.int32)  # each value's padded cell (0 if not finite: unused)
     for i in range(m_all):
         v = x[i]
         if v - v != 0.0:  # NaN or +-inf
@@ -70,30 +98,21 @@ def numeric_scan(  # type: ignore[no-untyped-def]
                 n_pinf += 1
             else:
                 n_ninf += 1
-            cell[i] = -1
+            cell[i] = 0
             continue
         below += v < ref_min
         above += v > ref_max
-        # The cell by arithmetic (evenly spaced between e[1] and e[-2]); the few
-        # values rounding puts one cell off, and the tails, found by search.
-        t = v * inv_w + shift if shift == shift else (v - lo) * inv_w + 2.0
+        # The cell by arithmetic, checked against the edges when near one (the same
+        # lines in the second pass below).
+        t = v * inv_w + shift if fast else (v - lo) * inv_w + 2.0
         t = min(max(t, 0.0), top)
         c = int(t)
-        if c >= 1 and c <= cells:
-            lower = e[c - 1]
-            ok = v >= lower and v < e[c]
-        elif c == 0:
-            lower = emin
-            ok = v < emin
-        else:
-            lower = emax
-            ok = v >= emax
-        if not ok:
-            c = np.searchsorted(e, v, side="right")
-            lower = emin if c == 0 else e[c - 1]
-        cs[2 * c] += 1.0
-        cs[2 * c + 1] += v - lower
+        f = t - c
+        if not (c >= 2 and c < cells and f > margin and f < 1.0 - margin):
+            c = _cell_checked(v, e, cells, c)
         cell[i] = c
+        cs[2 * c] += 1.0
+        cs[2 * c + 1] += v - lo
     m = m_all - n_nan - n_pinf - n_ninf
     if m == 0:
         return n_nan, n_pinf, n_ninf, below, above, math.nan
@@ -103,13 +122,15 @@ def numeric_scan(  # type: ignore[no-untyped-def]
     nm = fn * fm
     big = nm > 2.0**62
     # The tails: F_ref is 0 below the minimum and 1 from the maximum.
-    total = (cs[2 * cells + 3] - cs[1]) / fm
-    mixed = np.zeros(cells, np.bool_)
-    cbelow = np.zeros(cells, np.int64)  # current values below each real cell
+    low_tail = cs[1] - cs[0] * (e[0] - lo)  # sum of (value - minimum), <= 0
+    high_tail = cs[2 * cells + 3] - cs[2 * cells + 2] * (e[cells] - lo)  # of (value - max)
+    total = (high_tail - low_tail) / fm
+    mixed = np.zeros(cells + 2, np.bool_)  # by padded cell
+    cbelow = np.empty(cells, np.int64)  # current values below each real cell
     n_mixed = 0  # current values in the mixed cells
     any_mixed = False
     cb = np.int64(cs[0])
-    for k in range(cells):
+    for k in range(cells):  # real cell k, padded k + 1: [e[k], e[k + 1])
         cc = np.int64(cs[2 * k + 2])
         rb = starts[k]
         rc = starts[k + 1] - rb
@@ -122,14 +143,15 @@ def numeric_scan(  # type: ignore[no-untyped-def]
             hi_gap_pos = (rb + rc) * m - cb * n > 0
         if lo_gap_neg and hi_gap_pos:
             # F_ref - F_cur may change sign in the cell: merged exactly below.
-            mixed[k] = True
+            mixed[k + 1] = True
             any_mixed = True
             n_mixed += int(cc)
         else:
             # One sign over the cell: |integral of F_ref - integral of F_cur| from the
             # counts and the sums of (value - lower edge).
             gap = float(rb + rc) * fm - float(cb + cc) * fn
-            inner = (e[k + 1] - e[k]) * gap / nm - (sums[k] / fn - cs[2 * k + 3] / fm)
+            cur_sum = cs[2 * k + 3] - cs[2 * k + 2] * (e[k] - lo)
+            inner = (e[k + 1] - e[k]) * gap / nm - (sums[k] / fn - cur_sum / fm)
             total += abs(inner)
         cb += cc
     if not any_mixed:
@@ -137,16 +159,16 @@ def numeric_scan(  # type: ignore[no-untyped-def]
     # The current values of the mixed cells, grouped by cell (a counting sort).
     off = np.zeros(cells + 1, np.int64)
     for k in range(cells):
-        off[k + 1] = off[k] + (np.int64(cs[2 * k + 2]) if mixed[k] else 0)
+        off[k + 1] = off[k] + (np.int64(cs[2 * k + 2]) if mixed[k + 1] else 0)
     fill = off[:-1].copy()
     buf = np.empty(n_mixed, np.float64)
     for i in range(m_all):
         c = cell[i]
-        if c >= 1 and c <= cells and mixed[c - 1]:
+        if mixed[c]:
             buf[fill[c - 1]] = x[i]
             fill[c - 1] += 1
     for k in range(cells):
-        if not mixed[k]:
+        if not mixed[k + 1]:
             continue
         seg = buf[off[k] : off[k + 1]]
         _insertion_sort(seg)
