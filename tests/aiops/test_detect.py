@@ -197,6 +197,19 @@ def test_cli_errors(tmp_path: Path) -> None:
     assert res.exit_code == 0 and res.output.strip() == "timestamp,value,anomaly_score"
 
 
+def test_cli_reads_standard_input() -> None:
+    text = "timestamp,value\n2024-01-01 00:00,1\n2024-01-01 00:05,x\n"
+    res = runner.invoke(app, ["detect", "-"], input=text)
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines() == [
+        "timestamp,value,anomaly_score",
+        "2024-01-01 00:00,1,0.0",
+        "2024-01-01 00:05,x,0.0",
+    ]
+    res = runner.invoke(app, ["detect", "-"], input="")
+    assert "standard input is empty" in res.exception.message  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("name", ["opsloop.aiops.detect", "opsloop.aiops.evaluation"])
 def test_docstring_examples(name: str) -> None:
     import doctest

@@ -1,4 +1,4 @@
-"""``opsloop detect FILE.csv``: score a series' history with the streaming detector.
+"""``opsloop detect FILE.csv`` (or ``-`` for standard input): score a series' history with the streaming detector.
 
 A face over ``opsloop.aiops.detect``: it reads the CSV, feeds the points in file order to
 the default detector, and writes the same rows, in the same order and with the same
@@ -24,15 +24,20 @@ def _read(path: Path) -> pd.DataFrame:
 
     from opsloop.errors import InvalidInput, NotFound
 
-    if not path.is_file():
-        raise NotFound(f"{path} does not exist or is not a file: give a CSV file")
+    stdin = str(path) == "-"
+    if not stdin and not path.is_file():
+        raise NotFound(f"{path} does not exist or is not a file: give a CSV file (or - for stdin)")
     try:
         # every cell as text, so the rows are written back exactly as they came
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        return pd.read_csv(
+            sys.stdin if stdin else path, dtype=str, keep_default_na=False, na_filter=False
+        )
     except pd.errors.EmptyDataError:
-        raise InvalidInput(f"{path} is empty: give a CSV with a header and rows") from None
+        name = "standard input" if stdin else str(path)
+        raise InvalidInput(f"{name} is empty: give a CSV with a header and rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{path} is not a readable CSV: {exc}") from None
+        name = "standard input" if stdin else str(path)
+        raise InvalidInput(f"{name} is not a readable CSV: {exc}") from None
 
 
 def parse_timestamps(cells: pd.Series, column: str) -> npt.NDArray[np.float64]:
@@ -74,7 +79,9 @@ def parse_timestamps(cells: pd.Series, column: str) -> npt.NDArray[np.float64]:
 
 
 def detect(
-    file: Annotated[Path, typer.Argument(help="CSV file with a timestamp and a value column.")],
+    file: Annotated[
+        Path, typer.Argument(help="CSV file with a timestamp and a value column; - for stdin.")
+    ],
     timestamp: Annotated[str, typer.Option(help="Timestamp column.")] = "timestamp",
     value: Annotated[str, typer.Option(help="Value column.")] = "value",
     output: Annotated[
