@@ -14,20 +14,23 @@ one as the reference share of its category (missing or unseen: 0).
   variation of the reference errors: three standard errors of the ratio, at least 5%).
   It sees changes in the correlation between columns that no single column shows.
 - **Domain classifier.** Up to 1,000 rows of each side, labelled by side;
-  gradient-boosted trees (30 rounds of at most 15 leaves, 20 rows a leaf, learning
-  rate 0.1: scikit-learn's ``HistGradientBoostingClassifier`` with those settings,
-  compiled in ``_kernels.boost``) scored by 2-fold cross-validated ROC AUC. The
-  features are binned by edges the fit takes from the reference sample (``bin_edges``:
-  up to 60 quantile bins, or one a distinct value, and a bin below and one above the
-  sample's range), and the reference sample is binned then too: a check bins only
-  its current rows (scikit-learn's classifier found its own bins on every fit, a
-  quarter of its time). Measured against scikit-learn's on the same rows and folds
-  (16 mixed columns; 300 checks each at 60, 150 and 500 rows a side, 100 at 1,000):
-  the same spread without drift, 1.1 to 1.3 times ``sd`` below, and the same power
-  (40 checks each) on a shifted column, a changed category share and a new
-  correlation. The folds keep identical rows together
-  (``group_folds``: stratified group folds, a group per distinct encoded row, either
-  side): a batch that repeats rows (the same requests served again) would otherwise
+  gradient-boosted trees (20 rounds of at most 8 leaves, 20 rows a leaf, learning
+  rate 0.15: scikit-learn's ``HistGradientBoostingClassifier``'s algorithm, compiled
+  in ``_kernels.boost``) scored by 2-fold cross-validated ROC AUC. The features are
+  binned by edges the fit takes from the reference sample (``bin_edges``: up to 60
+  quantile bins, or one a distinct value, and a bin below and one above the sample's
+  range), and the reference sample is binned then too: a check bins only its current
+  rows (scikit-learn's classifier found its own bins on every fit, a quarter of its
+  time). Measured on the same rows and folds (16 mixed columns; 300 checks each at
+  60, 150 and 500 rows a side, 100 at 1,000): scikit-learn's classifier with 30
+  rounds of 15 leaves, these trees with the same settings, and these trees as used
+  spread alike without drift (1.1 to 1.3 times ``sd`` below; the largest of 1,000
+  null AUCs 3.7 to 3.9 ``sd`` from 0.5) and have the same power (100 checks each: a column
+  shifted by 0.3 sd in 1,000 rows 0.19 of the time at 30 x 15, 0.26 at 20 x 8; a
+  new correlation between four columns in 300 rows 0.37 and 0.35, in 1,000 rows
+  always), at a third of the cost of the 30 x 15 trees. The folds keep identical
+  rows together (``group_folds``: stratified group folds, a group per distinct
+  encoded row, either side): a batch that repeats rows (the same requests served again) would otherwise
   put a row in the training fold and its copy in the scored one, and the classifier
   would "recognise" the current side by memory (measured on the demo's 200 requests
   from 143 test rows: AUC 0.67 without drift). With no drift the AUC is 0.5 with
@@ -67,10 +70,10 @@ CLIP = 10.0
 VARIANCE_KEPT = 0.9
 CLASSIFIER_ROWS = 1000
 CLASSIFIER_FOLDS = 2
-CLASSIFIER_ROUNDS = 30
-CLASSIFIER_LEAVES = 15
+CLASSIFIER_ROUNDS = 20
+CLASSIFIER_LEAVES = 8
 CLASSIFIER_MIN_LEAF = 20
-CLASSIFIER_LEARNING_RATE = 0.1
+CLASSIFIER_LEARNING_RATE = 0.15
 CLASSIFIER_SIGMAS = 4.0
 CLASSIFIER_MIN_AUC = 0.55
 NAN_SENTINEL = 4 * CLIP  # outside every encoded value: NaN rows group together
@@ -87,10 +90,17 @@ def _one_blas_thread() -> Any:
     """BLAS and OpenMP on one thread for these small fits and products: they run beside
     the column threads, and on a busy machine the libraries' own threads spin
     (measured: the PCA fit of a 4,000 x 200 sample took 0.1 s of CPU on one thread,
-    1.2-2 s on two)."""
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    1.2-2 s on two). One controller, made once: making one reads the process's
+    loaded libraries (2-3 ms, more than the products it limits)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
-    return threadpool_limits(1)
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1)
+
+
+_CONTROLLER: Any = None
 
 
 def row_groups(x: Floats) -> npt.NDArray[np.intp]:
@@ -160,12 +170,7 @@ def group_folds(
     for c in (0, 1):
         single = np.flatnonzero((size == 1) & (per[c] == 1))
         single = single[rng.permutation(len(single))]
-        counts = list(have[c])
-        take = [0] * folds
-        for _ in range(len(single)):  # water-filling: each to the emptiest fold
-            f = min(range(folds), key=lambda i: (counts[i], i))
-            counts[f] += 1
-            take[f] += 1
+        take = _water_fill(have[c], len(single))
         fold_of[single] = np.repeat(np.arange(folds), take)
     row_fold = fold_of[groups]
     out = []
@@ -176,6 +181,31 @@ def group_folds(
             return None
         out.append((train, test))
     return out
+
+
+def _water_fill(counts: list[int], items: int) -> list[int]:
+    """How many of ``items`` each fold gets when each in turn goes to the fold with the
+    fewest so far (the lowest-numbered on a tie), ``counts`` to start: in steps of
+    levels, not item by item."""
+    level = list(counts)
+    take = [0] * len(level)
+    left = items
+    while left:
+        low = min(level)
+        tied = [i for i, c in enumerate(level) if c == low]
+        higher = [c for c in level if c > low]
+        rise = (min(higher) - low) if higher else None
+        if rise is not None and left >= rise * len(tied):
+            for i in tied:
+                level[i] += rise
+                take[i] += rise
+            left -= rise * len(tied)
+            continue
+        q, r = divmod(left, len(tied))  # round-robin over the tied folds, lowest first
+        for k, i in enumerate(tied):
+            take[i] += q + (1 if k < r else 0)
+        break
+    return take
 
 
 @dataclass
@@ -201,6 +231,8 @@ class MultivariateModel:
     # edges, +inf past each feature's ``n_edges``; and the sample binned by them.
     edges: Floats = field(default_factory=lambda: np.zeros((0, 0)))
     n_edges: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    # An orthonormal basis of what the components leave out, when smaller (``_errors``).
+    residual: Floats = field(default_factory=lambda: np.zeros((0, 0)))
     binned: npt.NDArray[np.uint8] = field(
         default_factory=lambda: np.zeros((0, 0), np.uint8), repr=False, compare=False
     )
@@ -290,6 +322,11 @@ class MultivariateModel:
         k = int(np.searchsorted(np.cumsum(var) / total, VARIANCE_KEPT) + 1)
         k = max(1, min(k, p - 1))
         self.components = vt[:k]
+        if vt.shape[0] == p and p - k < 2 * k:
+            # The rest of the basis: an error is then one product with p - k rows
+            # instead of two with k (the same error: the squared norm of what the
+            # components leave out).
+            self.residual = vt[k:]
         self.ref_errors = np.sort(self._errors(b))
 
     def _standard(self, x: Floats) -> Floats:
@@ -299,8 +336,12 @@ class MultivariateModel:
 
     def _errors(self, x: Floats) -> Floats:
         c = self._standard(x)
+        if self.residual.shape[0] and self.residual.shape[1] == c.shape[1]:
+            r = c @ self.residual.T
+            out: Floats = np.einsum("ij,ij->i", r, r)
+            return out
         rec = (c @ self.components.T) @ self.components
-        out: Floats = np.sum((c - rec) ** 2, axis=1)
+        out = np.sum((c - rec) ** 2, axis=1)
         return out
 
     def pca_check(self, x_cur: Floats) -> dict[str, Any]:
@@ -398,6 +439,7 @@ class MultivariateModel:
         arrays["mv_ref_errors"] = self.ref_errors
         arrays["mv_scale"] = self.scale
         arrays["mv_edges"] = self.edges
+        arrays["mv_residual"] = self.residual
         arrays["mv_n_edges"] = self.n_edges
         return {
             "features": [
@@ -426,6 +468,8 @@ class MultivariateModel:
             np.asarray(arrays["mv_ref_errors"], dtype=np.float64),
             np.asarray(arrays.get("mv_scale", np.ones(len(feats))), dtype=np.float64),
         )
+        if "mv_residual" in arrays:
+            model.residual = np.asarray(arrays["mv_residual"], dtype=np.float64)
         stored = None
         if "mv_edges" in arrays and "mv_n_edges" in arrays:  # older references: made here
             stored = (
