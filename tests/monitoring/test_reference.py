@@ -268,3 +268,48 @@ def test_import_is_light() -> None:
         "assert callable(m.drift) and m.drift.__name__ == 'drift', m.drift"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_string_columns_counted_against_the_reference_labels_match_the_generic_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A check counts a string column against the reference's labels (Arrow's
+    # index_in); the report is the one the generic count (value_counts) gives.
+    from opsloop.monitoring.reference import ColumnRef
+
+    rng = np.random.default_rng(5)
+    ref = frame(3000, 0)
+    vals = rng.choice(["a", "b", "c", "zz", "yy", None], 2000, p=[0.3, 0.3, 0.2, 0.05, 0.05, 0.1])
+    currents = [
+        frame(2000, 1).assign(site=pd.Series(vals, dtype=dtype))
+        for dtype in ("str", "string[pyarrow]", pd.ArrowDtype(pa.large_string()), object)
+    ]
+    currents.append(pa.Table.from_pandas(currents[0], preserve_index=False))
+    fitted = Reference.fit(ref, multivariate=False)
+    fast = [drift(fitted, cur, multivariate=False).to_dict() for cur in currents]
+    monkeypatch.setattr(ColumnRef, "known_labels", lambda self: None)
+    slow = [drift(fitted, cur, multivariate=False).to_dict() for cur in currents]
+    assert fast == slow
+    site = fast[0]["columns"][3]
+    assert site["column"] == "site" and site["signals"]["unseen_categories"] == ["zz", "yy"]
+
+
+def test_a_reference_stored_before_the_classifier_bins_still_checks() -> None:
+    # References stored before the bin edges and the PCA residual basis were kept
+    # make them when loaded: the same report.
+    import io
+
+    ref, cur = frame(3000, 0), frame(2000, 1, shift=0.2)
+    blob = Reference.fit(ref).to_bytes()
+    z = np.load(io.BytesIO(blob), allow_pickle=False)
+    arrays = {k: z[k] for k in z.files if k not in ("mv_edges", "mv_n_edges", "mv_residual")}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    old = Reference.from_bytes(buf.getvalue())
+    new = Reference.from_bytes(blob)
+    a, b = drift(old, cur).to_dict(), drift(new, cur).to_dict()
+    assert a["multivariate"]["classifier"] == b["multivariate"]["classifier"]
+    assert a["multivariate"]["pca"]["statistic"] == pytest.approx(
+        b["multivariate"]["pca"]["statistic"], rel=1e-9
+    )
+    assert a["columns"] == b["columns"]

@@ -5,6 +5,9 @@ run them side by side).
   counts, the values outside the reference's range and - given the reference's
   Wasserstein cells (``stats.WGrid``) - the exact Wasserstein distance, without
   sorting the column (``stats.wasserstein_unsorted`` documents the method).
+- ``bincount``: counts of small integer codes (a string column's categories).
+- ``bin_rows``, ``boost``: the domain classifier's binning and gradient-boosted
+  trees (``multivariate`` documents them); ``row_groups``: identical rows by hash.
 
 Imported on first use (numba's import is not free); ``preload`` imports it on the
 calling thread.
@@ -16,7 +19,6 @@ import math
 
 import numpy as np
 from numba import njit
-
 
 EPS = 2.0**-52
 
@@ -196,6 +198,16 @@ def numeric_scan(  # type: ignore[no-untyped-def]
         acc += abs(float(fr) * fm - float(fc) * fn) * (e[k + 1] - pos)
         total += acc / nm
     return n_nan, n_pinf, n_ninf, below, above, total
+
+
+@njit(nogil=True, cache=True)
+def bincount(codes, k):  # type: ignore[no-untyped-def]
+    """How many of ``codes`` (integers in ``[0, k)``) equal each of ``0 .. k - 1``
+    (``np.bincount`` without its cast of the codes to intp)."""
+    out = np.zeros(k, np.int64)
+    for i in range(codes.shape[0]):
+        out[codes[i]] += 1
+    return out
 
 
 @njit(nogil=True, cache=True, inline="always")

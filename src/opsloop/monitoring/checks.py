@@ -426,7 +426,7 @@ def check_column(
         entry.error = f"could not read the reference column: {cref.error}"
         return entry
     try:
-        cur = cols.read(current, name)
+        cur = cols.read(current, name, cref.known_labels())
     except Exception as exc:
         entry.error = f"could not read the current column: {type(exc).__name__}: {exc}"
         return entry

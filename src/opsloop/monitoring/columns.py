@@ -74,15 +74,52 @@ def num_rows(data: object) -> int:
     raise InvalidInput(f"not a table: {type(data).__name__}")
 
 
-def read(data: object, name: str) -> Column:
-    """Column ``name`` of ``data``, read for the statistics."""
+def read(data: object, name: str, known: pa.Array | None = None) -> Column:
+    """Column ``name`` of ``data``, read for the statistics.
+
+    ``known``: the reference's labels of a categorical column (a string array), which
+    a string column is then counted against (``_count_known``) instead of hashed into
+    a table of its own values; the result is the same.
+    """
     import pandas as pd
 
     if isinstance(data, pd.DataFrame):
-        return _from_series(name, _series(data, name))
+        s = _series(data, name)
+        if known is not None:
+            arrow = _arrow_backed(s)
+            if arrow is not None and _stringy(arrow.type):
+                return _count_known(name, "string", arrow, known)
+        return _from_series(name, s)
     assert isinstance(data, (pa.Table, pa.RecordBatch))
     col = data.column(name)
+    if known is not None and _stringy(col.type):
+        return _count_known(name, "string", col, known)
     return _from_arrow(name, col)
+
+
+def _count_known(name: str, tname: str, arr: pa.ChunkedArray | pa.Array, known: pa.Array) -> Column:
+    """A string column counted against the reference's labels ``known``: each value's
+    position among them (Arrow's ``index_in``, one hash lookup in a table of the
+    reference's few labels), counted; the values not among them (unseen categories)
+    counted by value, in the order they first appear, as ``pc.value_counts`` gives."""
+    from opsloop.monitoring._kernels import bincount
+
+    k = len(known)
+    idx = pc.index_in(arr, value_set=known)
+    codes = pc.fill_null(idx, k)
+    if isinstance(codes, pa.ChunkedArray):
+        codes = codes.combine_chunks() if codes.num_chunks != 1 else codes.chunk(0)
+    counts = bincount(np.asarray(codes.to_numpy(zero_copy_only=False)), k + 1)
+    missing = int(arr.null_count)
+    labels = [str(v) for v in known.to_pylist()]
+    out = counts[:k].astype(np.int64)
+    if int(counts[k]) > missing:  # unseen values
+        rest = pc.filter(arr, pc.and_(pc.is_null(idx), pc.is_valid(arr)))
+        vc = pc.value_counts(rest)
+        labels += [str(v) for v in pc.cast(vc.field("values"), pa.string()).to_pylist()]
+        more = np.asarray(vc.field("counts").to_numpy(zero_copy_only=False), dtype=np.int64)
+        out = np.concatenate((out, more))
+    return Column(name, tname, CATEGORICAL, len(arr), missing, labels=labels, counts=out)
 
 
 def encode_labels(

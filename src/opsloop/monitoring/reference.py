@@ -137,6 +137,16 @@ class ColumnRef:
     mixed_types: list[str] | None = None
     learned: dict[str, dict[str, float]] = field(default_factory=dict)
     error: str | None = None  # why the column could not be read (it is then "other")
+    _known: Any = field(default=None, repr=False, compare=False)
+
+    def known_labels(self) -> Any:
+        """The labels as an Arrow string array, which a check counts a string column
+        against (``columns.read``); None for a column without labels."""
+        if self._known is None and self.kind == CATEGORICAL and self.labels:
+            import pyarrow as pa
+
+            self._known = pa.array(self.labels, type=pa.string())
+        return self._known
 
     @property
     def present(self) -> int:
