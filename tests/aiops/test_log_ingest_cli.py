@@ -4,7 +4,6 @@ real processes on a store of their own."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -12,25 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from opsloop.aiops.logs.timestamps import line_time
+from tests.cli_process import cli_env, opsloop
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = {**os.environ, "OPSLOOP_HOME": str(home)}
-    env.pop("OPSLOOP_DATABASE_URL", None)
-    env.pop("OPSLOOP_ARTIFACTS", None)
-    return env
-
-
-def _opsloop(home: Path, *args: str, stdin: bytes | None = None) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "opsloop", "logs", *args],
-        input=stdin,
-        capture_output=True,
-        timeout=120,
-        env=_env(home),
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode() + done.stderr.decode()
+def _opsloop(home: Path, *args: str, stdin: str | None = None) -> str:
+    done = opsloop("logs", *args, home=home, input=stdin)
+    return done.stdout + done.stderr
 
 
 def _wait(cond: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -63,15 +49,10 @@ def test_ingest_a_file_with_bad_lines_then_read_templates_and_anomalies(tmp_path
     out = _opsloop(home, "anomalies", "--source", "web")
     assert out.strip().endswith("0 anomalies")
     # Standard input works too, and a store can be asked for a source it lacks.
-    out = _opsloop(home, "ingest", "-", "-s", "stdin", "--timestamps", "now", stdin=b"a 1\nb 2\n")
+    out = _opsloop(home, "ingest", "-", "-s", "stdin", "--timestamps", "now", stdin="a 1\nb 2\n")
     assert "2 accepted" in out
-    done = subprocess.run(
-        [sys.executable, "-m", "opsloop", "logs", "templates", "nope"],
-        capture_output=True,
-        env=_env(home),
-        timeout=60,
-    )
-    assert done.returncode != 0 and b"no log source named 'nope'" in done.stderr
+    done = opsloop("logs", "templates", "nope", home=home, check=False, timeout=60)
+    assert done.returncode != 0 and "no log source named 'nope'" in done.stderr
 
 
 def _hdfs_like(n: int, seed: int = 0) -> list[str]:
@@ -155,7 +136,7 @@ def test_tail_follows_appends_rotation_and_truncation(tmp_path: Path) -> None:
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=_env(home),
+        env=cli_env(home),
     )
     try:
         _wait(lambda: (home / "opsloop.db").exists() or proc.poll() is not None)

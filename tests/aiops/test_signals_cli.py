@@ -4,28 +4,11 @@ as a user runs it, a real process, for the exit code and message of an error."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.cli_process import opsloop
+
 T0 = 1_700_000_000_000
-
-
-def run_process(
-    home: Path, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OPSLOOP_HOME": str(home), "COLUMNS": "200"}
-    env.pop("OPSLOOP_DATABASE_URL", None)
-    env.pop("OPSLOOP_ARTIFACTS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "opsloop", "signals", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
 
 
 class Result:
@@ -50,7 +33,13 @@ def run(home: Path, *args: str, stdin: str | None = None) -> Result:
 
 def test_an_error_exits_with_its_code_and_message(tmp_path: Path) -> None:
     bad = json.dumps([{"name": "queue_depth", "value": 1}, {"name": "queue_depth", "value": "x"}])
-    r = run_process(tmp_path / "home", "push", "-f", "-", stdin=bad)
+    r = opsloop(
+        *("signals", "push", "-f", "-"),
+        home=tmp_path / "home",
+        env={"COLUMNS": "200"},
+        input=bad,
+        check=False,
+    )
     assert r.returncode == 2 and "points[1].value" in r.stderr, r.stderr
 
 

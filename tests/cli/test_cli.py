@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.cli_process import opsloop
 
 
 def _opsloop(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OPSLOOP_HOME": str(home), "COLUMNS": "200"}
-    env.pop("OPSLOOP_DATABASE_URL", None)
-    env.pop("OPSLOOP_ARTIFACTS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "opsloop.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=check,
-    )
+    return opsloop(*args, home=home, env={"COLUMNS": "200"}, check=check, timeout=300)
 
 
 def test_help_lists_commands(tmp_path: Path) -> None:

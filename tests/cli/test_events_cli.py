@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from opsloop.core.config import Settings
 from opsloop.store import Store
 from opsloop.store.events import record_event
+from tests.cli_process import opsloop
 
 
 def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OPSLOOP_HOME": str(home), "COLUMNS": "250"}
-    env.pop("OPSLOOP_DATABASE_URL", None)
-    env.pop("OPSLOOP_ARTIFACTS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "opsloop", "events", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    return opsloop("events", *args, home=home, env={"COLUMNS": "250"}, check=False)
 
 
 def test_events_ls_and_show(tmp_path: Path) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from tests.cli_process import opsloop
 
 FLOWS = textwrap.dedent(
     """
@@ -51,16 +51,8 @@ FLOWS = textwrap.dedent(
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OPSLOOP_HOME": str(tmp_path / "home"), "COLUMNS": "160"}
-    env.pop("OPSLOOP_DATABASE_URL", None)
-    env.pop("OPSLOOP_ARTIFACTS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "opsloop.cli.main", "run", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    return opsloop(
+        "run", *args, home=tmp_path / "home", env={"COLUMNS": "160"}, cwd=tmp_path, check=False
     )
 
 

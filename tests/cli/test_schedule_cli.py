@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +9,7 @@ from typer.testing import CliRunner
 
 from opsloop.cli.main import app
 from opsloop.errors import Conflict, InvalidInput, NotFound
+from tests.cli_process import opsloop
 from tests.pipelines.schedule_flows import write_flows
 
 
@@ -77,13 +75,11 @@ def test_schedule_commands(project: Path) -> None:
 
 
 def test_errors_exit_with_their_code(tmp_path: Path) -> None:
-    env = {**os.environ, "OPSLOOP_HOME": str(tmp_path / "home")}
-    env.pop("OPSLOOP_DATABASE_URL", None)
-    env.pop("OPSLOOP_ARTIFACTS", None)
-    bad = subprocess.run(
-        [sys.executable, "-m", "opsloop.cli.main", "schedule", "create", "x", "flows:good",
-         "--cron", "*/5 * * 13 *", "--no-check"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    bad = opsloop(
+        *("schedule", "create", "x", "flows:good", "--cron", "*/5 * * 13 *", "--no-check"),
+        home=tmp_path / "home",
+        check=False,
+        timeout=60,
+    )
     assert bad.returncode == 2
     assert "the month field '13'" in bad.stderr

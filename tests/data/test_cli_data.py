@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,20 +10,11 @@ import pandas as pd
 import pytest
 
 import opsloop.data
+from tests import cli_process  # its `opsloop` would hide the package imported above
 
 
 def _opsloop(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OPSLOOP_HOME": str(home), "COLUMNS": "250"}
-    env.pop("OPSLOOP_DATABASE_URL", None)
-    env.pop("OPSLOOP_ARTIFACTS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "opsloop.cli.main", "data", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=check,
-    )
+    return cli_process.opsloop("data", *args, home=home, env={"COLUMNS": "250"}, check=check)
 
 
 @pytest.fixture
