@@ -78,11 +78,12 @@ missing, a kind change, an error reading it) gets an entry with ``error`` set an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +94,7 @@ from opsloop.errors import InvalidInput
 from opsloop.monitoring import columns as cols
 from opsloop.monitoring import stats
 from opsloop.monitoring.columns import Floats, Ints
+from opsloop.monitoring.multivariate import sample_rows
 from opsloop.monitoring.reference import (
     CATEGORICAL_TESTS,
     NUMERIC_TESTS,
@@ -281,6 +283,11 @@ def drift(
     added = [c for c in cur_names if c not in ref_set]
     removed = [c for c in ref_names if c not in cur_set]
     entries: dict[str, ColumnDrift] = {}
+    # The multivariate checks' sample of the current rows: each column check encodes
+    # its column's share of it from what it read (no second read of the column).
+    model = ref.multivariate if mv_kinds else None
+    mv_rows = sample_rows(cols.num_rows(current), seed) if model is not None else None
+    encoded: dict[str, Floats] = {}
 
     def one(name: str) -> ColumnDrift:
         cref = ref.columns[name]
@@ -291,17 +298,24 @@ def drift(
                 error="the column is missing from the current data",
                 signals={"removed": True, "type_reference": cref.type},
             )
-        return check_column(cref, current, name, tests, threshold)
 
-    # Columns on `workers` threads (numpy's sorts and searches release the GIL), the
-    # multivariate checks on one of them meanwhile.
+        def sample(c: cols.Column) -> None:
+            if model is not None and mv_rows is not None:
+                enc = model.encode_column(c, mv_rows)
+                if enc is not None:
+                    encoded[name] = enc
+
+        return check_column(cref, current, name, tests, threshold, on_read=sample)
+
+    # Columns on `workers` threads (the compiled passes and Arrow's kernels release
+    # the GIL), then the multivariate checks: PCA and one fold of the classifier on
+    # the pool's threads, the other fold on this one.
     mv: dict[str, dict[str, Any]] = {}
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="opsloop-drift") as pool:
-        mv_future = pool.submit(_multivariate, ref, current, mv_kinds, seed) if mv_kinds else None
         for name, entry in zip(ref_names, pool.map(one, ref_names), strict=True):
             entries[name] = entry
-        if mv_future is not None:
-            mv = mv_future.result()
+        if mv_kinds:
+            mv = _multivariate(ref, current, mv_kinds, seed, encoded, pool if workers > 1 else None)
     for name in added:
         try:
             c = cols.read(current, name)
@@ -419,8 +433,9 @@ def check_column(
     name: str,
     tests: str | Mapping[str, str] | None,
     threshold: ThresholdSpec,
+    on_read: Callable[[cols.Column], None] | None = None,
 ) -> ColumnDrift:
-    """One column's entry; never raises."""
+    """One column's entry; never raises. ``on_read`` is given the read column."""
     entry = ColumnDrift(name, cref.kind, n_reference=cref.present)
     if cref.error:
         entry.error = f"could not read the reference column: {cref.error}"
@@ -430,6 +445,9 @@ def check_column(
     except Exception as exc:
         entry.error = f"could not read the current column: {type(exc).__name__}: {exc}"
         return entry
+    if on_read is not None:
+        with contextlib.suppress(Exception):  # the reader reads it again itself
+            on_read(cur)
     try:
         _fill(entry, cref, cur, tests, threshold)
     except ValueError as exc:  # the data cannot be tested: the message says why
@@ -741,7 +759,12 @@ def _alerts(entries: dict[str, ColumnDrift], added: list[str], removed: list[str
 
 
 def _multivariate(
-    ref: Reference, current: object, kinds: tuple[str, ...], seed: int
+    ref: Reference,
+    current: object,
+    kinds: tuple[str, ...],
+    seed: int,
+    encoded: dict[str, Floats] | None = None,
+    pool: Executor | None = None,
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     model = ref.multivariate
@@ -752,19 +775,24 @@ def _multivariate(
             k: {"error": "the reference was fitted without the multivariate model"} for k in kinds
         }
     try:
-        x_cur = model.encode(current, seed)
+        x_cur = model.encode(current, seed, done=encoded)
     except Exception as exc:
         return {k: {"error": f"{type(exc).__name__}: {exc}"} for k in kinds}
-    for k in kinds:
+
+    def run(k: str) -> dict[str, Any]:
         try:
             if k == "pca":
-                out[k] = model.pca_check(x_cur)
-            elif k == "classifier":
-                out[k] = model.classifier_check(x_cur, seed)
-            else:
-                out[k] = {"error": f"unknown multivariate check {k!r}; use 'pca' or 'classifier'"}
+                return model.pca_check(x_cur)
+            if k == "classifier":
+                return model.classifier_check(x_cur, seed, pool)
+            return {"error": f"unknown multivariate check {k!r}; use 'pca' or 'classifier'"}
         except Exception as exc:
-            out[k] = {"error": f"{type(exc).__name__}: {exc}"}
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
+    # The PCA check on the pool while this thread runs the classifier.
+    pending = {k: pool.submit(run, k) for k in kinds if k == "pca"} if pool is not None else {}
+    for k in kinds:
+        out[k] = pending[k].result() if k in pending else run(k)
     return out
 
 

@@ -42,6 +42,11 @@ class Column:
     labels: list[str] = field(default_factory=list)
     counts: Ints = field(default_factory=lambda: np.zeros(0, np.int64))
     mixed_types: list[str] | None = None
+    # A string column counted against known labels (``read(..., known)``): they are
+    # the first ``n_known`` labels, and ``codes`` holds each row's position among
+    # them, ``n_known`` where missing or unseen.
+    codes: npt.NDArray[np.integer[Any]] | None = None
+    n_known: int = 0
 
 
 def is_table(data: object) -> bool:
@@ -109,7 +114,8 @@ def _count_known(name: str, tname: str, arr: pa.ChunkedArray | pa.Array, known: 
     codes = pc.fill_null(idx, k)
     if isinstance(codes, pa.ChunkedArray):
         codes = codes.combine_chunks() if codes.num_chunks != 1 else codes.chunk(0)
-    counts = bincount(np.asarray(codes.to_numpy(zero_copy_only=False)), k + 1)
+    positions = np.asarray(codes.to_numpy(zero_copy_only=False))
+    counts = bincount(positions, k + 1)
     missing = int(arr.null_count)
     labels = [str(v) for v in known.to_pylist()]
     out = counts[:k].astype(np.int64)
@@ -119,7 +125,17 @@ def _count_known(name: str, tname: str, arr: pa.ChunkedArray | pa.Array, known: 
         labels += [str(v) for v in pc.cast(vc.field("values"), pa.string()).to_pylist()]
         more = np.asarray(vc.field("counts").to_numpy(zero_copy_only=False), dtype=np.int64)
         out = np.concatenate((out, more))
-    return Column(name, tname, CATEGORICAL, len(arr), missing, labels=labels, counts=out)
+    return Column(
+        name,
+        tname,
+        CATEGORICAL,
+        len(arr),
+        missing,
+        labels=labels,
+        counts=out,
+        codes=positions,
+        n_known=k,
+    )
 
 
 def encode_labels(

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,6 +217,22 @@ class Feature:
     scale: float = 1.0
     shares: dict[str, float] | None = None
 
+    def encode_numeric(self, v: Floats) -> Floats:
+        """Numeric values as the model sees them: z-scores, missing as 0, clipped."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            z = (v - self.mean) / self.scale
+        out: Floats = np.clip(np.nan_to_num(z, nan=0.0, posinf=CLIP, neginf=-CLIP), -CLIP, CLIP)
+        return out
+
+
+def sample_rows(rows: int, seed: int, size: int = 4000) -> npt.NDArray[np.intp]:
+    """The rows ``encode`` samples from a table of ``rows`` rows, in order."""
+    if not rows:
+        return np.zeros(0, np.intp)
+    rng = np.random.default_rng(seed)
+    out: npt.NDArray[np.intp] = np.sort(rng.choice(rows, size=min(size, rows), replace=False))
+    return out
+
 
 @dataclass
 class MultivariateModel:
@@ -233,6 +250,7 @@ class MultivariateModel:
     n_edges: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     # An orthonormal basis of what the components leave out, when smaller (``_errors``).
     residual: Floats = field(default_factory=lambda: np.zeros((0, 0)))
+    _by_name: dict[str, Feature] | None = field(default=None, repr=False, compare=False)
     binned: npt.NDArray[np.uint8] = field(
         default_factory=lambda: np.zeros((0, 0), np.uint8), repr=False, compare=False
     )
@@ -269,28 +287,28 @@ class MultivariateModel:
         self.edges, self.n_edges = edges if edges is not None else bin_edges(self.sample)
         self.binned = _kernels.bin_rows(np.ascontiguousarray(self.sample), self.edges, self.n_edges)
 
-    def encode(self, data: object, seed: int, size: int = 4000) -> Floats:
-        """A sample of up to ``size`` rows of ``data``, encoded."""
-        rows = cols.num_rows(data)
-        rng = np.random.default_rng(seed)
-        idx = (
-            np.sort(rng.choice(rows, size=min(size, rows), replace=False))
-            if rows
-            else np.zeros(0, np.intp)
-        )
+    def encode(
+        self, data: object, seed: int, size: int = 4000, done: dict[str, Floats] | None = None
+    ) -> Floats:
+        """A sample of up to ``size`` rows of ``data`` (``sample_rows``), encoded.
+
+        ``done``: features already encoded (``encode_column``, by a check that read
+        the columns for its own tests), which are not read again."""
+        idx = sample_rows(cols.num_rows(data), seed, size)
         present = set(cols.names(data))
         x = np.zeros((len(idx), len(self.features)), dtype=np.float64)
         for j, f in enumerate(self.features):
             if f.name not in present or not len(idx):
                 continue
-            if f.kind == NUMERIC:
+            pre = done.get(f.name) if done else None
+            if pre is not None and len(pre) == len(idx):
+                x[:, j] = pre
+            elif f.kind == NUMERIC:
                 try:
                     v = cols.read_numeric_rows(data, f.name, idx)
                 except Exception:
                     continue
-                with np.errstate(invalid="ignore", over="ignore"):
-                    z = (v - f.mean) / f.scale
-                x[:, j] = np.clip(np.nan_to_num(z, nan=0.0, posinf=CLIP, neginf=-CLIP), -CLIP, CLIP)
+                x[:, j] = f.encode_numeric(v)
             else:
                 try:
                     x[:, j] = cols.encode_labels(data, f.name, idx, f.shares or {})
@@ -301,6 +319,30 @@ class MultivariateModel:
         # reference gives the same results.
         out: Floats = x.astype(np.float32).astype(np.float64)
         return out
+
+    def encode_column(self, column: cols.Column, rows: npt.NDArray[np.intp]) -> Floats | None:
+        """The ``rows`` of a read current column encoded as ``encode`` would (None when
+        it cannot be done from what was read: ``encode`` then reads the column)."""
+        f = self._feature(column.name)
+        if f is None:
+            return None
+        if f.kind == NUMERIC and column.kind == NUMERIC and column.values is not None:
+            return f.encode_numeric(column.values[rows])
+        if f.kind == CATEGORICAL and column.kind == CATEGORICAL and column.codes is not None:
+            # codes: each row's position among the first n_known labels (the
+            # reference's), n_known where missing or unseen (encoded as 0)
+            shares = f.shares or {}
+            table = np.zeros(column.n_known + 1)
+            for i, lab in enumerate(column.labels[: column.n_known]):
+                table[i] = shares.get(lab, 0.0)
+            out: Floats = table[column.codes[rows]]
+            return out
+        return None
+
+    def _feature(self, name: str) -> Feature | None:
+        if self._by_name is None:
+            self._by_name = {f.name: f for f in self.features}
+        return self._by_name.get(name)
 
     def _fit_pca(self, seed: int) -> None:
         x = self.sample
@@ -374,7 +416,11 @@ class MultivariateModel:
             "summary": f"reconstruction error x{ratio:.3g}, threshold x{threshold:.3g}",
         }
 
-    def classifier_check(self, x_cur: Floats, seed: int) -> dict[str, Any]:
+    def classifier_check(
+        self, x_cur: Floats, seed: int, pool: Executor | None = None
+    ) -> dict[str, Any]:
+        """The domain classifier (module docstring); ``pool``: a thread pool that
+        fits one fold while the calling thread fits the other."""
         n = min(CLASSIFIER_ROWS, len(self.sample), len(x_cur))
         if n < 10:
             return {"error": f"the domain classifier needs 10 rows on each side, has {n}"}
@@ -405,7 +451,9 @@ class MultivariateModel:
         xb = np.vstack([self.binned[ir], _kernels.bin_rows(xc, self.edges, self.n_edges)])
         n_bins = self.n_edges + 1
         score = np.empty(2 * n)
-        for train, test in cv:
+
+        def fold(split: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]) -> None:
+            train, test = split
             score[test] = _kernels.boost(
                 xb,
                 n_bins,
@@ -417,6 +465,12 @@ class MultivariateModel:
                 CLASSIFIER_MIN_LEAF,
                 CLASSIFIER_LEARNING_RATE,
             )
+
+        others = [pool.submit(fold, split) for split in cv[1:]] if pool is not None else []
+        for split in cv if pool is None else cv[:1]:
+            fold(split)
+        for fut in others:
+            fut.result()
         auc = roc_auc(y, score)
         n_r, n_c = _effective_rows(groups[:n]), _effective_rows(groups[n:])
         sd = math.sqrt((n_r + n_c + 1) / (12 * n_r * n_c))
