@@ -5,7 +5,8 @@ run them side by side).
   counts, the values outside the reference's range and - given the reference's
   Wasserstein cells (``stats.WGrid``) - the exact Wasserstein distance, without
   sorting the column (``stats.wasserstein_unsorted`` documents the method).
-- ``bincount``: counts of small integer codes (a string column's categories).
+- ``bincount``: counts of small integer codes (a string column's categories);
+  ``encode_rows``: a numeric column's rows as the multivariate model sees them.
 - ``bin_rows``, ``boost``: the domain classifier's binning and gradient-boosted
   trees (``multivariate`` documents them); ``row_groups``: identical rows by hash.
 
@@ -198,6 +199,19 @@ def numeric_scan(  # type: ignore[no-untyped-def]
         acc += abs(float(fr) * fm - float(fc) * fn) * (e[k + 1] - pos)
         total += acc / nm
     return n_nan, n_pinf, n_ninf, below, above, total
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def encode_rows(x, rows, mean, scale, clip):  # type: ignore[no-untyped-def]
+    """``x[rows]`` as z-scores ``(v - mean) / scale``, NaN as 0, clipped to
+    ``[-clip, clip]`` (+-inf to the bounds)."""
+    out = np.empty(rows.shape[0], np.float64)
+    for i in range(rows.shape[0]):
+        z = (x[rows[i]] - mean) / scale
+        if z != z:
+            z = 0.0
+        out[i] = min(max(z, -clip), clip)
+    return out
 
 
 @njit(nogil=True, cache=True)

@@ -441,7 +441,9 @@ def check_column(
         entry.error = f"could not read the reference column: {cref.error}"
         return entry
     try:
-        cur = cols.read(current, name, cref.known_labels())
+        # A numeric column's missing values are counted by its check's own pass.
+        numeric = cref.kind == NUMERIC and cref.numeric is not None
+        cur = cols.read(current, name, cref.known_labels(), count_missing=not numeric)
     except Exception as exc:
         entry.error = f"could not read the current column: {type(exc).__name__}: {exc}"
         return entry
@@ -470,6 +472,16 @@ def _fill(
     sig["type_reference"] = cref.type
     sig["type_current"] = cur.type
     sig["type_changed"] = cref.type != cur.type
+    scan: Scan | None = None
+    if cref.numeric is not None and cur.kind == NUMERIC and cur.values is not None:
+        # One pass counts the missing, infinite and out-of-range values and, when the
+        # test may be Wasserstein (by the present values: the finite ones are not
+        # counted yet), computes it.
+        guess, _ = resolve_test(cref, tests, cur.rows)
+        scan = _scan(cref.numeric, cur.values, guess == "wasserstein")
+        cur.missing = scan[0]
+    elif cur.missing < 0:  # not counted by the reader
+        cur.missing = int(np.count_nonzero(np.isnan(cur.values))) if cur.values is not None else 0
     ms_ref = cref.missing / cref.rows if cref.rows else None
     ms_cur = cur.missing / cur.rows if cur.rows else None
     sig["missing_share_reference"] = ms_ref
@@ -486,7 +498,8 @@ def _fill(
             f"({cur.type}); not tested"
         )
         return
-    test, note = resolve_test(cref, tests, _size(cur))
+    size = cur.rows - scan[0] - scan[1] - scan[2] if scan is not None else _size(cur)
+    test, note = resolve_test(cref, tests, size)
     entry.note = note
     if test is None:
         entry.note = f"{cref.kind} columns are not tested for drift; signals only"
@@ -501,7 +514,7 @@ def _fill(
         entry.error = f"{test} does not apply to a categorical column"
         return
     entry.test = test
-    statistic, p_value, n_cur = column_statistic(cref, cur, test, signals=sig)
+    statistic, p_value, n_cur = column_statistic(cref, cur, test, signals=sig, scan=scan)
     entry.n_current = n_cur
     entry.statistic = statistic
     entry.p_value = p_value
@@ -549,40 +562,60 @@ def column_statistic(
     *,
     rest: bool = False,
     signals: dict[str, Any] | None = None,
+    scan: Scan | None = None,
 ) -> tuple[float | None, float | None, int]:
     """(statistic, p-value, values compared in ``cur``) of ``test`` on one column.
 
     ``rest``: ``cur`` is a chunk of the reference itself, compared with the rest of
-    it (for learned thresholds).
+    it (for learned thresholds). ``scan``: a numeric column's ``_scan``, if done.
     """
     sig = signals if signals is not None else {}
     if cref.kind == NUMERIC:
         nr = cref.numeric
         if nr is None or cur.values is None:
             raise ValueError("no numeric values")
-        return _numeric(nr, cur.values, test, rest, sig)
+        return _numeric(nr, cur.values, test, rest, sig, scan)
     return _categorical(cref, cur, test, rest, sig)
 
 
-def _numeric(
-    nr: NumericRef, x: Floats, test: str, rest: bool, sig: dict[str, Any]
-) -> tuple[float | None, float | None, int]:
-    # The current values are not sorted unless the test is KS: one compiled pass
-    # counts the missing, infinite and out-of-range values and, for Wasserstein, reads
-    # the exact distance off the reference's sorted values and cells (the sort is the
-    # fit's work, done once); the binned tests compare with the reference's edges.
+Scan = tuple[int, int, int, int, int, float]
+
+
+def _scan(nr: NumericRef, x: Floats, wasserstein: bool) -> Scan:
+    """One compiled pass over a current numeric column (``_kernels.numeric_scan``):
+    (missing, +inf, -inf, below the reference's minimum, above its maximum,
+    Wasserstein distance - NaN unless asked for and the reference has its cells)."""
     from opsloop.monitoring._kernels import numeric_scan
 
-    grid = nr.wgrid() if test == "wasserstein" and nr.n else None
+    grid = nr.wgrid() if wasserstein and nr.n else None
     lo_ref = float(nr.sorted[0]) if nr.n else math.nan
     hi_ref = float(nr.sorted[-1]) if nr.n else math.nan
     if grid is not None:
         g_edges, g_starts, g_sums = grid.edges, grid.starts, grid.sums
     else:
         g_edges, g_starts, g_sums = _NO_F, _NO_I, _NO_F
-    n_nan, n_pinf, n_ninf, lo, hi, w = numeric_scan(
+    out: Scan = numeric_scan(
         x, lo_ref, hi_ref, g_edges, g_starts, g_sums, nr.sorted, grid is not None
     )
+    return out
+
+
+def _numeric(
+    nr: NumericRef,
+    x: Floats,
+    test: str,
+    rest: bool,
+    sig: dict[str, Any],
+    scan: Scan | None = None,
+) -> tuple[float | None, float | None, int]:
+    # The current values are not sorted unless the test is KS: one compiled pass
+    # counts the missing, infinite and out-of-range values and, for Wasserstein, reads
+    # the exact distance off the reference's sorted values and cells (the sort is the
+    # fit's work, done once); the binned tests compare with the reference's edges.
+    wasserstein = test == "wasserstein"
+    if scan is None or (wasserstein and math.isnan(scan[5]) and nr.wgrid() is not None):
+        scan = _scan(nr, x, wasserstein)
+    n_nan, n_pinf, n_ninf, lo, hi, w = scan
     present = len(x) - n_nan
     n_fin = present - n_pinf - n_ninf
     ref_present = nr.n + nr.pos_inf + nr.neg_inf
@@ -608,7 +641,7 @@ def _numeric(
         # chunk vs the whole = (1 - m/n) x chunk vs the rest, for ECDF gaps
         factor = 1.0 / max(1.0 - n_fin / nr.n, 1e-12)
     if test == "wasserstein":
-        if grid is None:  # a reference with no spread
+        if math.isnan(w):  # a reference with no spread: no cells
             w = stats.wasserstein(nr.sorted, np.sort(x[np.isfinite(x)]))
         return w * factor / stats._norm(nr.std, nr.sorted), None, n_fin
     cur = x[np.isfinite(x)] if n_fin != len(x) else x  # read only: maybe the caller's memory

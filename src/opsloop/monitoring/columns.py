@@ -79,12 +79,16 @@ def num_rows(data: object) -> int:
     raise InvalidInput(f"not a table: {type(data).__name__}")
 
 
-def read(data: object, name: str, known: pa.Array | None = None) -> Column:
+def read(
+    data: object, name: str, known: pa.Array | None = None, count_missing: bool = True
+) -> Column:
     """Column ``name`` of ``data``, read for the statistics.
 
     ``known``: the reference's labels of a categorical column (a string array), which
     a string column is then counted against (``_count_known``) instead of hashed into
-    a table of its own values; the result is the same.
+    a table of its own values; the result is the same. ``count_missing=False``: a
+    numeric column's ``missing`` is left at -1 (its reader counts them in its own
+    pass over the values).
     """
     import pandas as pd
 
@@ -94,12 +98,16 @@ def read(data: object, name: str, known: pa.Array | None = None) -> Column:
             arrow = _arrow_backed(s)
             if arrow is not None and _stringy(arrow.type):
                 return _count_known(name, "string", arrow, known)
-        return _from_series(name, s)
+        return _from_series(name, s, count_missing)
     assert isinstance(data, (pa.Table, pa.RecordBatch))
     col = data.column(name)
     if known is not None and _stringy(col.type):
         return _count_known(name, "string", col, known)
-    return _from_arrow(name, col)
+    return _from_arrow(name, col, count_missing)
+
+
+def _nan_count(x: Floats, count: bool) -> int:
+    return int(np.count_nonzero(np.isnan(x))) if count else -1
 
 
 def _count_known(name: str, tname: str, arr: pa.ChunkedArray | pa.Array, known: pa.Array) -> Column:
@@ -247,7 +255,7 @@ def _isna(v: Any) -> bool:
         return v is not None and type(v).__name__ in ("NAType", "NaTType")
 
 
-def _from_series(name: str, s: Any) -> Column:
+def _from_series(name: str, s: Any, count_missing: bool = True) -> Column:
     import pandas as pd
 
     dtype = s.dtype
@@ -257,13 +265,13 @@ def _from_series(name: str, s: Any) -> Column:
         return _categorical_pandas(name, "bool", s, rows)
     if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype):
         x = np.asarray(s.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
-        missing = int(np.count_nonzero(np.isnan(x)))
+        missing = _nan_count(x, count_missing)
         return Column(name, _arrowish(tname), NUMERIC, rows, missing, values=x)
     if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
         kind = DATETIME if pd.api.types.is_datetime64_any_dtype(dtype) else OTHER
         return Column(name, tname, kind, rows, int(s.isna().sum()))
     if isinstance(dtype, pd.ArrowDtype):
-        return _from_arrow(name, pa.array(s))
+        return _from_arrow(name, pa.array(s), count_missing)
     if pd.api.types.is_complex_dtype(dtype):
         return Column(name, tname, OTHER, rows, int(s.isna().sum()))
     return _categorical_pandas(name, "string" if tname in ("str", "string") else tname, s, rows)
@@ -325,7 +333,7 @@ def _arrow_floats(col: pa.ChunkedArray | pa.Array) -> Floats:
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def _from_arrow(name: str, col: pa.ChunkedArray | pa.Array) -> Column:
+def _from_arrow(name: str, col: pa.ChunkedArray | pa.Array, count_missing: bool = True) -> Column:
     arr = _one(col)
     t = arr.type
     kind = column_kind(t)
@@ -333,7 +341,7 @@ def _from_arrow(name: str, col: pa.ChunkedArray | pa.Array) -> Column:
     rows = len(arr)
     if kind == NUMERIC:
         x = _arrow_floats(arr)
-        return Column(name, tname, NUMERIC, rows, int(np.count_nonzero(np.isnan(x))), values=x)
+        return Column(name, tname, NUMERIC, rows, _nan_count(x, count_missing), values=x)
     if kind == CATEGORICAL:
         if pa.types.is_dictionary(t):
             arr = arr.dictionary_decode()

@@ -327,7 +327,10 @@ class MultivariateModel:
         if f is None:
             return None
         if f.kind == NUMERIC and column.kind == NUMERIC and column.values is not None:
-            return f.encode_numeric(column.values[rows])
+            from opsloop.monitoring._kernels import encode_rows
+
+            out: Floats = encode_rows(column.values, rows.astype(np.int64), f.mean, f.scale, CLIP)
+            return out
         if f.kind == CATEGORICAL and column.kind == CATEGORICAL and column.codes is not None:
             # codes: each row's position among the first n_known labels (the
             # reference's), n_known where missing or unseen (encoded as 0)
@@ -335,7 +338,7 @@ class MultivariateModel:
             table = np.zeros(column.n_known + 1)
             for i, lab in enumerate(column.labels[: column.n_known]):
                 table[i] = shares.get(lab, 0.0)
-            out: Floats = table[column.codes[rows]]
+            out = table[column.codes[rows]]
             return out
         return None
 
