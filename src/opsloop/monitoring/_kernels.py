@@ -348,8 +348,11 @@ def boost(xb, n_bins, y, train, test, rounds, max_leaves, min_leaf, lr):  # type
     g = np.empty(ntr)
     h = np.empty(ntr)
     nodes = 2 * max_leaves
-    hists = np.zeros((nodes, p, NB, 3))
-    slot_free = np.empty(nodes, np.int64)
+    # A histogram a leaf (the root's, then one more a split: the larger child takes
+    # its parent's); each is cleared where used, for a feature's bins only.
+    slots = max_leaves + 1
+    hists = np.empty((slots, p, NB, 3))
+    slot_free = np.empty(slots, np.int64)
     rows = np.empty(ntr, np.int64)
     tmp = np.empty(ntr, np.int64)
     # The nodes of one tree.
@@ -371,9 +374,9 @@ def boost(xb, n_bins, y, train, test, rounds, max_leaves, min_leaf, lr):  # type
             g[k] = pk - yt[k]
             h[k] = pk * (1.0 - pk)
             rows[k] = k
-        for s in range(nodes):
-            slot_free[s] = nodes - 1 - s
-        n_free = nodes
+        for s in range(slots):
+            slot_free[s] = slots - 1 - s
+        n_free = slots
         n_free -= 1
         root_slot = slot_free[n_free]
         _histogram(xt, n_bins, rows, 0, ntr, g, h, hists[root_slot])

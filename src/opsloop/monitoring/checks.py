@@ -64,12 +64,17 @@ an alert). The signals keep the count, the expected share and both p-values.
 
 **Cost**: against a fitted (stored) reference a check reads each current column
 once and does not sort it (KS, the default only when a side has at most 1,000
-values, is the one test that does): the out-of-range share, the decile bins and the
-discrete counts are comparisons, and the Wasserstein distance comes exactly from the
-reference's stored cells (``stats.wasserstein_unsorted``). What a stored reference saves is the
-fit (sorting every reference column, its bins, cells and category counts, the
-multivariate model); with a current batch as large as the reference the check's own
-reading and counting of every current value, and the domain classifier, remain.
+values, is the one test that does). A numeric column is one compiled pass
+(``_kernels.numeric_scan``): its missing, infinite and out-of-range counts and the
+exact Wasserstein distance from the reference's stored cells
+(``stats.wasserstein_unsorted``); a string column is counted against the reference's
+labels (``columns.read(..., known)``); each column check also encodes its part of the
+multivariate sample from what it read. The reference sample's classifier bins are
+the fit's too. What a stored reference saves is the fit (sorting every reference
+column, its bins, cells and category counts, the multivariate model); what remains
+is the check's own reading and counting of every current value - for a string
+column the same hashing of every value the fit's count does - and the domain
+classifier, trained on the current rows by nature.
 
 **Robustness**: every column's work is guarded: a column that cannot be tested (all
 missing, a kind change, an error reading it) gets an entry with ``error`` set and
