@@ -24,7 +24,7 @@ SHADOW = "shadow"
 # Serving settings a deployment may carry: name -> (meaning, default). The inference
 # server reads them; ``opsloop.serving.deployments.check_settings`` checks their values.
 SETTINGS: dict[str, tuple[str, Any]] = {
-    "max_batch_size": ("largest batch given to one predict call (integer >= 1)", 32),
+    "max_batch_size": ("largest batch given to one predict call (integer >= 1)", 64),
     "max_batch_wait_ms": ("longest a request waits for its batch to fill (ms, >= 0)", 2.0),
     "max_queue": ("requests waiting at most; past it 503 + Retry-After (integer >= 1)", 1024),
     "workers": ("inference server worker processes (integer >= 1)", 1),
