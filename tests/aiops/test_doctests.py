@@ -10,6 +10,7 @@ import pytest
 MODULES = [
     "opsloop.aiops.logs",
     "opsloop.aiops.logs.decoding",
+    "opsloop.aiops.logs.files",
     "opsloop.aiops.logs.miner",
     "opsloop.aiops.logs.tokens",
 ]

@@ -1,8 +1,8 @@
 """``opsloop logs``: log template mining, ingestion and anomalies on the command line.
 
-A face: it reads lines, calls ``opsloop.aiops.logs`` (or a server's ``/api/v1/logs``)
-and prints; the miner is imported inside the commands so that ``opsloop --help`` stays
-quick.
+A face: it reads lines (``opsloop.aiops.logs.files``), calls ``opsloop.aiops.logs`` (or
+a server's ``/api/v1/logs``) and prints; the miner is imported inside the commands so
+that ``opsloop --help`` stays quick.
 
 * ``parse`` / ``merge``: templates of a file, template stores (no opsloop store).
 * ``ingest FILE|- --source NAME``: a file's lines into the store (or ``--server URL``).
@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-
     import httpx
 
     from opsloop.aiops.logs.ingest import LogIngestor
@@ -31,44 +29,11 @@ app = typer.Typer(
     help="Logs: mine templates, ingest lines, find log anomalies.", no_args_is_help=True
 )
 
-# Longest line read whole; the rest of a longer line is skipped (constant memory).
-MAX_LINE_BYTES = 1 << 20
-READ_BYTES = 1 << 16
-
 
 class Format(StrEnum):
     templates = "templates"
     json = "json"
     summary = "summary"
-
-
-def _lines(fd: int, before_read: Callable[[], None]) -> Iterator[tuple[bytes, int]]:
-    """Lines of a file descriptor (without their ``\\n``), each with how many of its
-    bytes were skipped beyond ``MAX_LINE_BYTES`` (memory stays constant).
-
-    ``before_read`` runs before every read that may wait for input (the output is
-    flushed there, so ``tail -f app.log | opsloop logs parse -`` prints as lines come
-    and a file is still written in large blocks)."""
-    partial = b""
-    skipped = 0
-    while True:
-        before_read()
-        chunk = os.read(fd, READ_BYTES)
-        if not chunk:
-            break
-        parts = chunk.split(b"\n")
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            room = MAX_LINE_BYTES - len(partial)
-            if len(part) > room:
-                skipped += len(part) - room
-                part = part[:room]
-            partial = partial + part if partial else part
-            if not last:
-                yield partial, skipped
-                partial, skipped = b"", 0
-    if partial or skipped:
-        yield partial, skipped
 
 
 @app.command("parse")
@@ -96,24 +61,16 @@ def parse(
     import orjson
 
     from opsloop.aiops.logs import BadLine, TemplateMiner, decode_line
+    from opsloop.aiops.logs.files import MAX_LINE_BYTES, open_input, read_lines
     from opsloop.aiops.logs.store import load_miner, save_miner
-    from opsloop.errors import InvalidInput
 
     miner = load_miner(state) if state is not None else TemplateMiner()
-    if file == "-":
-        fd = sys.stdin.fileno()
-    else:
-        if os.path.isdir(file):
-            raise InvalidInput(f"cannot read {file}: it is a folder; give a log file or -")
-        try:
-            fd = os.open(file, os.O_RDONLY)
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {file}: {exc.strerror}") from exc
+    fd = open_input(file)
     out = sys.stdout
     write = out.write
     bad = 0
     try:
-        for n, (raw, skipped) in enumerate(_lines(fd, out.flush), start=1):
+        for n, (raw, skipped) in enumerate(read_lines(fd, out.flush), start=1):
             dec = decode_line(raw)
             if isinstance(dec, BadLine):
                 bad += 1
@@ -350,22 +307,14 @@ def ingest(
 ) -> None:
     """Ingest a file's lines into the store: templates, counts per window and session,
     and anomaly events. Bad lines are reported (line number and reason) and skipped."""
-    from opsloop.errors import InvalidInput
+    from opsloop.aiops.logs.files import open_input, read_lines
 
     sink = _Sink(source, server, session_pattern)
-    if file == "-":
-        fd = sys.stdin.fileno()
-    else:
-        if os.path.isdir(file):
-            raise InvalidInput(f"cannot read {file}: it is a folder; give a log file or -")
-        try:
-            fd = os.open(file, os.O_RDONLY)
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {file}: {exc.strerror}") from exc
+    fd = open_input(file)
     last: list[int] = []
     pending: list[tuple[int, int | None, bytes, str | None]] = []
     try:
-        for n, (raw, _skipped) in enumerate(_lines(fd, lambda: None), start=1):
+        for n, (raw, _skipped) in enumerate(read_lines(fd), start=1):
             text = _decoded(raw)
             pending.append((n, _stamp(text, timestamps, last), raw, text))
             if len(pending) >= batch:
@@ -377,82 +326,6 @@ def ingest(
             os.close(fd)
         sink.close()
     typer.echo(sink.summary())
-
-
-class _Follower:
-    """Lines appended to a file, as ``tail -F`` sees them: a file renamed away and made
-    anew (rotation) is read to its end and the new one from its start; a file cut
-    shorter (truncation) is read again from its start."""
-
-    def __init__(self, path: str, from_start: bool) -> None:
-        self.path = path
-        self.fd: int | None = None
-        self.ident: tuple[int, int] | None = None
-        self.pos = 0
-        self.partial = b""
-        self.skipped = 0
-        self._open(from_start)
-
-    def _open(self, at_start: bool) -> None:
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return
-        st = os.fstat(fd)
-        self.fd, self.ident = fd, (st.st_dev, st.st_ino)
-        self.pos = 0 if at_start else st.st_size
-        os.lseek(fd, self.pos, os.SEEK_SET)
-
-    def _drain(self) -> list[tuple[bytes, int]]:
-        out: list[tuple[bytes, int]] = []
-        if self.fd is None:
-            return out
-        while True:
-            chunk = os.read(self.fd, READ_BYTES)
-            if not chunk:
-                return out
-            self.pos += len(chunk)
-            parts = chunk.split(b"\n")
-            for i, part in enumerate(parts):
-                room = MAX_LINE_BYTES - len(self.partial)
-                if len(part) > room:
-                    self.skipped += len(part) - room
-                    part = part[:room]
-                self.partial = self.partial + part if self.partial else part
-                if i < len(parts) - 1:
-                    out.append((self.partial, self.skipped))
-                    self.partial, self.skipped = b"", 0
-
-    def read(self) -> list[tuple[bytes, int]]:
-        """The whole lines appended since the last call."""
-        if self.fd is None:
-            self._open(True)  # the file appeared (after a rotation, or at last)
-        out = self._drain()
-        if out:
-            return out
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return out  # rotated away, the new file not made yet
-        if (st.st_dev, st.st_ino) != self.ident:
-            out = self._drain()
-            if self.partial:
-                out.append((self.partial, self.skipped))
-            if self.fd is not None:
-                os.close(self.fd)
-            self.fd, self.partial, self.skipped = None, b"", 0
-            self._open(True)
-            out += self._drain()
-        elif st.st_size < self.pos and self.fd is not None:
-            os.lseek(self.fd, 0, os.SEEK_SET)
-            self.pos, self.partial, self.skipped = 0, b"", 0
-            out += self._drain()
-        return out
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
 
 
 @app.command("tail")
@@ -480,6 +353,8 @@ def tail(
     import threading
     import time
 
+    from opsloop.aiops.logs.files import Follower
+
     stop = threading.Event()
 
     def _stop(_sig: int, _frame: object) -> None:
@@ -488,7 +363,7 @@ def tail(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     sink = _Sink(source, server, session_pattern)
-    follower = _Follower(file, from_start)
+    follower = Follower(file, from_start)
     last: list[int] = []
     n = 0
     pending: list[tuple[int, int | None, bytes, str | None]] = []
