@@ -1,8 +1,10 @@
-"""``opsloop detect FILE.csv`` (or ``-`` for standard input): score a series' history with the streaming detector.
+"""``opsloop detect FILE.csv`` (``-``: standard input): score a series' history with the
+streaming detector.
 
-A face over ``opsloop.aiops.detect``: it reads the CSV, feeds the points in file order to
-the default detector, and writes the same rows, in the same order and with the same
-text, plus an ``anomaly_score`` column. Errors reach ``main()``, which prints them.
+A face over ``opsloop.aiops.detect``: it reads the CSV, parses its timestamps
+(``parse_timestamps``), feeds the points in file order to the default detector, and
+writes the same rows, in the same order and with the same text, plus an
+``anomaly_score`` column. Errors reach ``main()``, which prints them.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
     import pandas as pd  # type: ignore[import-untyped]
 
 
@@ -25,6 +25,7 @@ def _read(path: Path) -> pd.DataFrame:
     from opsloop.errors import InvalidInput, NotFound
 
     stdin = str(path) == "-"
+    name = "standard input" if stdin else str(path)
     if not stdin and not path.is_file():
         raise NotFound(f"{path} does not exist or is not a file: give a CSV file (or - for stdin)")
     try:
@@ -33,49 +34,9 @@ def _read(path: Path) -> pd.DataFrame:
             sys.stdin if stdin else path, dtype=str, keep_default_na=False, na_filter=False
         )
     except pd.errors.EmptyDataError:
-        name = "standard input" if stdin else str(path)
         raise InvalidInput(f"{name} is empty: give a CSV with a header and rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        name = "standard input" if stdin else str(path)
         raise InvalidInput(f"{name} is not a readable CSV: {exc}") from None
-
-
-def parse_timestamps(cells: pd.Series, column: str) -> npt.NDArray[np.float64]:
-    """Seconds since the epoch for each cell; an empty cell is a missing timestamp.
-
-    Numbers are taken as seconds; anything else must be a date and time pandas reads.
-    A cell that is neither is an error naming its row (the header is row 1)."""
-    import numpy as np
-    import pandas as pd
-
-    from opsloop.errors import InvalidInput
-
-    text = cells.str.strip()
-    empty = (text == "").to_numpy()
-    numeric = pd.to_numeric(text.where(~empty), errors="coerce")
-    if bool(numeric.notna().to_numpy()[~empty].all()):
-        return np.asarray(numeric.to_numpy(dtype=np.float64), dtype=np.float64)
-    try:
-        parsed = pd.to_datetime(text.where(~empty), errors="coerce", utc=True)
-    except (ValueError, TypeError):
-        parsed = pd.Series(pd.NaT, index=text.index)
-    bad = parsed.isna().to_numpy() & ~empty
-    if bad.any():
-        # the inferred format may not fit every row: try each row on its own
-        parsed = pd.to_datetime(text.where(~empty), errors="coerce", utc=True, format="mixed")
-        bad = parsed.isna().to_numpy() & ~empty
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InvalidInput(
-            f"column {column!r}, row {i + 2}: {cells.iloc[i]!r} is not a timestamp; give "
-            "dates and times (e.g. 2024-05-01 12:00:00) or seconds since the epoch"
-        )
-    # pandas may hold micro- or nanoseconds: subtract the epoch rather than reading int64
-    epoch = pd.Timestamp(0, tz="UTC")
-    secs = (parsed - epoch) / pd.Timedelta(seconds=1)
-    out = np.array(secs.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
-    out[empty] = np.nan
-    return np.asarray(out, dtype=np.float64)
 
 
 def detect(
@@ -96,7 +57,7 @@ def detect(
     import numpy as np
     import pandas as pd
 
-    from opsloop.aiops.detect import default_detector
+    from opsloop.aiops.detect import default_detector, parse_timestamps
     from opsloop.errors import InvalidInput
 
     frame = _read(file)

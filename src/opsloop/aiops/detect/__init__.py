@@ -57,7 +57,7 @@ import numpy.typing as npt
 
 from opsloop.aiops.detect import _kernel
 
-__all__ = ["PARAMS", "Detector", "default_detector", "to_seconds"]
+__all__ = ["PARAMS", "Detector", "default_detector", "parse_timestamps", "to_seconds"]
 
 # The default settings, by name (see ``_kernel`` for what each does).
 PARAMS: dict[str, float] = {
@@ -89,10 +89,56 @@ def to_seconds(ts: Any) -> npt.NDArray[np.float64]:
     import pandas as pd  # type: ignore[import-untyped]
 
     conv = pd.to_datetime(pd.Series(arr.ravel()), errors="coerce", utc=True)
+    return _epoch_seconds(conv).reshape(arr.shape)
+
+
+def _epoch_seconds(parsed: Any) -> npt.NDArray[np.float64]:
+    """Seconds since the epoch of a pandas Series of UTC datetimes (NaT: NaN)."""
+    import pandas as pd
+
     # pandas may hold micro- or nanoseconds: subtract the epoch rather than reading int64
-    epoch = pd.Timestamp(0, tz="UTC")
-    out = ((conv - epoch) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan)
-    return np.asarray(out.reshape(arr.shape), dtype=np.float64)
+    secs = (parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    return np.array(secs.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+
+
+def parse_timestamps(cells: Any, column: str) -> npt.NDArray[np.float64]:
+    """Seconds since the epoch for each text cell of a column (a pandas Series of
+    ``str``, as a CSV is read); an empty cell is a missing timestamp (NaN).
+
+    Numbers are taken as seconds; anything else must be a date and time pandas reads.
+    A cell that is neither is an ``InvalidInput`` naming its row (the header is row 1).
+
+    >>> import pandas as pd
+    >>> parse_timestamps(pd.Series(["1970-01-01 00:01", ""]), "ts")
+    array([60., nan])
+    """
+    import pandas as pd
+
+    from opsloop.errors import InvalidInput
+
+    text = cells.str.strip()
+    empty = (text == "").to_numpy()
+    numeric = pd.to_numeric(text.where(~empty), errors="coerce")
+    if bool(numeric.notna().to_numpy()[~empty].all()):
+        return np.asarray(numeric.to_numpy(dtype=np.float64), dtype=np.float64)
+    try:
+        parsed = pd.to_datetime(text.where(~empty), errors="coerce", utc=True)
+    except (ValueError, TypeError):
+        parsed = pd.Series(pd.NaT, index=text.index)
+    bad = parsed.isna().to_numpy() & ~empty
+    if bad.any():
+        # the inferred format may not fit every row: try each row on its own
+        parsed = pd.to_datetime(text.where(~empty), errors="coerce", utc=True, format="mixed")
+        bad = parsed.isna().to_numpy() & ~empty
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InvalidInput(
+            f"column {column!r}, row {i + 2}: {cells.iloc[i]!r} is not a timestamp; give "
+            "dates and times (e.g. 2024-05-01 12:00:00) or seconds since the epoch"
+        )
+    out = _epoch_seconds(parsed)
+    out[empty] = np.nan
+    return out
 
 
 def _one_second(ts: Any) -> float:
