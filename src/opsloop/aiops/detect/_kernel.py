@@ -315,12 +315,14 @@ def step(st: np.ndarray, p: np.ndarray, t: float, x: float) -> float:
     day_ok = has_t and st[DT] < 86400.0 / 8.0 and p[P_MEM_R] > 0.0
     if day_ok:
         day = math.floor(st[LAST_T] / 86400.0)
-        usual = 0.0
-        for k in range(-1, 2):
-            usual = max(usual, _mem_prev(st, p, (bday + k) % DAY_BINS, day))
+        prev = _mem_prev(st, p, bday, day)
+        usual = max(
+            prev,
+            _mem_prev(st, p, (bday - 1) % DAY_BINS, day),
+            _mem_prev(st, p, (bday + 1) % DAY_BINS, day),
+        )
         if z <= p[P_MEM_R] * usual:
             z = min(z, p[P_Z0])
-        prev = _mem_prev(st, p, bday, day)
         if st[MEM_DAY + bday] != day:
             st[MEM_TODAY + bday] = 0.0
         st[MEM_PREV + bday] = prev
