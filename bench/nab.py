@@ -2,7 +2,8 @@
 
     python bench/nab.py --data ../shared/data/nab
 
-Runs a fresh ``default_detector()`` over every series listed in the folder's
+Runs a fresh ``default_detector()`` (or one with ``--set NAME=VALUE`` settings, to see
+how sensitive the score is to each) over every series listed in the folder's
 ``combined_windows.json`` (in file order, no look-ahead), scores the three NAB profiles
 with ``opsloop.aiops.evaluation`` (threshold chosen per profile over all series together,
 normalised by the null detector on the same series), and prints them beside the stored
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from opsloop.aiops.detect import default_detector, to_seconds
+from opsloop.aiops.detect import PARAMS, Detector, to_seconds
 from opsloop.aiops.evaluation import LabelledSeries, nab_score, nab_scores
 
 # NAB's stored results of these detectors, scored by NAB's scorer on the same 35 series
@@ -49,16 +50,34 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="folder with NAB series")
     ap.add_argument("--per-series", action="store_true", help="print each series' result")
     ap.add_argument("--repeat", type=int, default=3, help="timing runs (best is kept)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"a detector setting other than the default (repeatable): {', '.join(PARAMS)}",
+    )
     args = ap.parse_args()
+    settings = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        settings[name] = float(value)
+
+    def detector() -> Detector:
+        return Detector(**settings)
 
     series = load(args.data)
     n_points = sum(len(x) for _, _, x, _ in series)
     labelled = [
-        LabelledSeries(name, ts, default_detector().score_series(ts, xs), wins)
+        LabelledSeries(name, ts, detector().score_series(ts, xs), wins)
         for name, ts, xs, wins in series
     ]
     results = nab_scores(labelled)
-    print(f"NAB on {len(series)} series, {n_points} points, {results['standard'].windows} windows")
+    changed = ", ".join(f"{k}={v:g}" for k, v in settings.items()) or "default settings"
+    print(
+        f"NAB on {len(series)} series, {n_points} points, "
+        f"{results['standard'].windows} windows ({changed})"
+    )
     print(f"{'profile':<20} {'opsloop':>8} {'threshold':>10} {'detected':>9} {'FP rows':>8}")
     for profile, r in results.items():
         print(
@@ -82,21 +101,21 @@ def main() -> None:
             )
 
     # Throughput, one core. Warm the compiled code first (numba's cache or a compile).
-    det = default_detector()
+    det = detector()
     det.update(0.0, 0.0)
     det.score_series(np.zeros(2), np.zeros(2))
     best_stream = best_batch = float("inf")
     for _ in range(args.repeat):
         t0 = time.perf_counter()
         for _, ts, xs, _ in series:
-            det = default_detector()
+            det = detector()
             update = det.update
             for t, x in zip(ts.tolist(), xs.tolist(), strict=True):
                 update(t, x)
         best_stream = min(best_stream, time.perf_counter() - t0)
         t0 = time.perf_counter()
         for _, ts, xs, _ in series:
-            default_detector().score_series(ts, xs)
+            detector().score_series(ts, xs)
         best_batch = min(best_batch, time.perf_counter() - t0)
     print(
         f"throughput, one core, best of {args.repeat}: "
